@@ -1,0 +1,311 @@
+"""The configuration schema: every key vivit-jax reads, with its default.
+
+Configs use Scenic's key names so that a Scenic ViViT config ports by changing
+paths. Unlike Scenic, which reads keys with `.get(key, default)` and so
+silently ignores typos, every config is checked against this schema before
+anything is built: an unknown key fails with the name of the closest known key.
+
+`get_defaults()` is the one place where library defaults live. Experiment
+configs (`configs/*.py`) override them; `resolve(config)` fills in whatever an
+experiment config leaves out and validates the result.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+from absl import logging
+from ml_collections import config_dict
+
+# Sub-trees whose keys are free-form (split names, a source model's config).
+FREE_FORM_KEYS = frozenset(
+  {
+    'dataset_configs.tables',
+    'dataset_configs.examples_per_subset',
+    'init_from.model_config',
+  }
+)
+
+# Keys Scenic's released configs set that mean nothing here. They are accepted
+# so those configs load unchanged; `datset_configs` is a typo in Scenic's own
+# config files.
+IGNORED_SCENIC_KEYS = frozenset({'datset_configs'})
+
+ATTENTION_TYPES = (
+  'spacetime',
+  'factorized_encoder',
+  'factorized_self_attention_block',
+  'factorized_dot_product_attention',
+)
+TEMPORAL_ENCODINGS = ('3d_conv', 'temporal_sampling')
+KERNEL_INITS = (None, 'central_frame_initializer', 'average_frame_initializer')
+CLASSIFIERS = ('token', 'gap', 'gmp', 'gsp')
+ATTENTION_IMPLEMENTATIONS = ('default', 'xla', 'cudnn')
+DTYPES = ('float32', 'bfloat16')
+
+
+def _model_defaults() -> ml_collections.ConfigDict:
+  m = ml_collections.ConfigDict()
+  m.hidden_size = config_dict.placeholder(int)
+  # Single-encoder variants (Models 1, 3 and 4).
+  m.num_heads = config_dict.placeholder(int)
+  m.mlp_dim = config_dict.placeholder(int)
+  m.num_layers = config_dict.placeholder(int)
+  # Factorised encoder (Model 2).
+  for name in ('spatial_transformer', 'temporal_transformer'):
+    enc = ml_collections.ConfigDict()
+    enc.num_heads = config_dict.placeholder(int)
+    enc.mlp_dim = config_dict.placeholder(int)
+    enc.num_layers = config_dict.placeholder(int)
+    m[name] = enc
+  m.patches = ml_collections.ConfigDict({'size': (16, 16, 2)})
+  m.attention_config = ml_collections.ConfigDict(
+    {
+      'type': 'spacetime',
+      'attention_order': 'time_space',  # Model 3 only.
+      'spatial_only_baseline': False,  # Model 2 only: the average-pool baseline.
+      'attention_kernel_init_method': 'xavier',  # Model 3 only, as Scenic.
+    }
+  )
+  m.temporal_encoding_config = ml_collections.ConfigDict(
+    {
+      'method': '3d_conv',
+      'kernel_init_method': config_dict.placeholder(str),
+      'n_sampled_frames': config_dict.placeholder(int),  # temporal_sampling only.
+    }
+  )
+  m.classifier = 'gap'
+  m.representation_size = config_dict.placeholder(int)
+  m.dropout_rate = 0.0
+  m.attention_dropout_rate = 0.0
+  m.stochastic_droplayer_rate = 0.0
+  # Rescale kept residual branches by 1/(1-p) so training and evaluation see
+  # the same expected activation. False reproduces Scenic, which does not.
+  m.stochastic_depth_rescale = True
+  m.return_prelogits = False
+  m.return_preclassifier = False
+  m.attention_implementation = 'default'
+  m.remat = False
+  return m
+
+
+def _dataset_defaults() -> ml_collections.ConfigDict:
+  d = ml_collections.ConfigDict()
+  d.base_dir = config_dict.placeholder(str)
+  d.tables = ml_collections.ConfigDict()
+  d.examples_per_subset = ml_collections.ConfigDict()
+  d.num_classes = config_dict.placeholder(int)
+  # EPIC-Kitchens style multi-head output: sizes and names of the heads.
+  d.class_splits = config_dict.placeholder(tuple)
+  d.split_names = config_dict.placeholder(tuple)
+  d.num_frames = 32
+  d.stride = 2
+  d.min_resize = 256
+  d.crop_size = 224
+  d.one_hot_labels = True
+  d.zero_centering = True
+  d.random_flip = True
+  d.skip_corrupt = False
+  d.shuffle_buffer_size = 256
+  d.do_multicrop_test = False
+  d.log_test_epochs = 1
+  d.num_test_clips = 4
+  d.test_batch_size = config_dict.placeholder(int)
+  d.do_three_spatial_crops = False
+  d.keep_test_key = True
+  d.prefetch_to_device = 2
+  d.tfds_name = config_dict.placeholder(str)
+  d.tfds_data_dir = config_dict.placeholder(str)
+  aug = ml_collections.ConfigDict()
+  aug.do_jitter_scale = False
+  aug.scale_min_factor = 0.9
+  aug.scale_max_factor = 1.33
+  aug.prob_scale_jitter = 1.0
+  aug.do_color_augment = False
+  aug.prob_color_augment = 0.8
+  aug.prob_color_drop = 0.1
+  aug.do_rand_augment = False
+  aug.rand_augment_num_layers = 2
+  aug.rand_augment_magnitude = 10
+  aug.do_random_erasing = False
+  aug.prob_random_erasing = 0.25
+  d.augmentation_params = aug
+  return d
+
+
+def get_defaults() -> ml_collections.ConfigDict:
+  """Returns every known key with its library default."""
+  c = ml_collections.ConfigDict()
+  c.experiment_name = ''
+  c.model_name = 'vivit_classification'
+  c.trainer_name = 'vivit_trainer'
+  c.dataset_name = 'video_tfrecord_dataset'
+  c.data_dtype_str = 'float32'
+  c.model_dtype_str = 'float32'
+  c.rng_seed = 0
+  c.model = _model_defaults()
+  c.dataset_configs = _dataset_defaults()
+
+  # Optimisation.
+  c.optimizer = 'momentum'
+  c.optimizer_configs = ml_collections.ConfigDict(
+    {
+      'momentum': 0.9,
+      'beta1': 0.9,
+      'beta2': 0.999,
+      'epsilon': 1e-8,
+      'weight_decay': 0.0,
+      'skip_scale_and_bias_regularization': True,
+    }
+  )
+  c.l2_decay_factor = config_dict.placeholder(float)
+  c.max_grad_norm = config_dict.placeholder(float)
+  c.label_smoothing = config_dict.placeholder(float)
+  c.mixup = ml_collections.ConfigDict(
+    {
+      'alpha': config_dict.placeholder(float),
+      'cutmix_alpha': config_dict.placeholder(float),
+      'cutmix_switch_prob': 0.5,
+    }
+  )
+  c.lr_configs = ml_collections.ConfigDict(
+    {
+      'learning_rate_schedule': 'compound',
+      'factors': 'constant',
+      'base_learning_rate': 0.1,
+      'warmup_steps': 0,
+      'steps_per_cycle': config_dict.placeholder(int),
+      'timescale': 10_000,
+      'decay_events': config_dict.placeholder(tuple),
+      'decay_factors': config_dict.placeholder(tuple),
+    }
+  )
+  c.num_training_steps = config_dict.placeholder(int)
+  c.num_training_epochs = config_dict.placeholder(float)
+  c.batch_size = config_dict.placeholder(int)
+  c.eval_batch_size = config_dict.placeholder(int)
+  c.multicrop_clips_per_device = 2
+  c.multicrop_softmax_logits = False
+
+  # Initialisation from a pretrained checkpoint.
+  c.init_from = ml_collections.ConfigDict(
+    {
+      'checkpoint_path': config_dict.placeholder(str),
+      'checkpoint_format': config_dict.placeholder(str),
+      'model_config': ml_collections.ConfigDict(),
+      'restore_positional_embedding': True,
+      'restore_input_embedding': True,
+      'positional_embed_size_change': 'tile',
+      'restore_output_proj': False,
+    }
+  )
+
+  # Logging and checkpointing.
+  c.write_summary = True
+  c.checkpoint = True
+  c.checkpoint_steps = config_dict.placeholder(int)
+  c.max_checkpoints_to_keep = 3
+  c.log_summary_steps = 100
+  c.log_eval_steps = config_dict.placeholder(int)
+  c.count_flops = True
+  c.debug_train = False
+  c.debug_eval = False
+  return c
+
+
+class ConfigError(ValueError):
+  """A config has an unknown key, a value of the wrong type, or bad values."""
+
+
+def _closest(key: str, known: Sequence[str]) -> str:
+  match = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+  return f" Did you mean '{match[0]}'?" if match else ''
+
+
+def _as_dict(value: Any) -> dict[str, Any] | None:
+  if isinstance(value, ml_collections.ConfigDict):
+    return {k: value[k] for k in value.keys()}
+  if isinstance(value, Mapping):
+    return dict(value)
+  return None
+
+
+def _check_type(path: str, default: Any, value: Any, field_type: Any) -> None:
+  """Raises ConfigError when `value` cannot stand where `default` does."""
+  if value is None:
+    return
+  expected = field_type if default is None else type(default)
+  if expected is None or expected is type(None):
+    return
+  if expected is float and isinstance(value, int) and not isinstance(value, bool):
+    return
+  if expected in (tuple, list) and isinstance(value, (tuple, list)):
+    return
+  if expected is int and isinstance(value, bool):
+    raise ConfigError(f"Config key '{path}' must be an int, got the bool {value!r}.")
+  if not isinstance(value, expected):
+    raise ConfigError(
+      f"Config key '{path}' must be of type {expected.__name__}, got "
+      f'{type(value).__name__} {value!r}. Fix the value in the config or on the '
+      'command line.'
+    )
+
+
+def _merge(defaults: ml_collections.ConfigDict, user: Any, prefix: str) -> None:
+  """Writes `user` over `defaults` in place, rejecting unknown keys."""
+  user_dict = _as_dict(user)
+  if user_dict is None:
+    raise ConfigError(f"Config key '{prefix}' must be a dict of settings, got {user!r}.")
+  known = list(defaults.keys())
+  for key, value in user_dict.items():
+    path = f'{prefix}.{key}' if prefix else key
+    if path in IGNORED_SCENIC_KEYS:
+      logging.warning("Ignoring Scenic config key '%s' (not used by vivit-jax).", path)
+      continue
+    if key not in known:
+      raise ConfigError(
+        f"Unknown config key '{path}'.{_closest(key, known)} Known keys under "
+        f"'{prefix or '<root>'}': {', '.join(sorted(known))}."
+      )
+    default = defaults[key]
+    if path in FREE_FORM_KEYS:
+      as_dict = _as_dict(value)
+      defaults[key] = ml_collections.ConfigDict(as_dict if as_dict is not None else {})
+    elif isinstance(default, ml_collections.ConfigDict):
+      if value is None:
+        raise ConfigError(f"Config key '{path}' must be a dict of settings, got None.")
+      _merge(default, value, path)
+    else:
+      field = defaults.get_ref(key)
+      _check_type(path, default, value, field.get_type())
+      with defaults.ignore_type():
+        defaults[key] = tuple(value) if isinstance(value, list) else value
+
+
+def resolve(config: ml_collections.ConfigDict | Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """Returns the defaults overridden by `config`, checked key by key.
+
+  Args:
+    config: an experiment config (ConfigDict or nested dict).
+
+  Returns:
+    A new unlocked ConfigDict holding every known key.
+
+  Raises:
+    ConfigError: a key is unknown (the message names the closest known key) or
+      a value has the wrong type.
+  """
+  resolved = get_defaults()
+  _merge(resolved, config, '')
+  return resolved
+
+
+def check_choice(path: str, value: Any, choices: Sequence[Any]) -> None:
+  """Raises ConfigError unless `value` is one of `choices`."""
+  if value not in choices:
+    raise ConfigError(
+      f"Config key '{path}' is {value!r}; expected one of {', '.join(map(repr, choices))}."
+    )
