@@ -1,0 +1,149 @@
+"""Losses and per-example metrics for the three kinds of video classification.
+
+A `Task` says how logits are read: one softmax over all classes (Kinetics),
+independent sigmoids (multi-label), or several softmax heads whose logits are
+concatenated along the class axis (EPIC-Kitchens verb + noun). Every function
+here works per example so that callers can mask padding and sum exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """How logits and labels are interpreted.
+
+  Attributes:
+    num_classes: total number of logits (sum of the heads for multi-head).
+    class_splits: sizes of the heads when the output is multi-head, else None.
+    split_names: names of the heads (e.g. ('verb', 'noun')), else None.
+    multi_label: labels are independent binary targets (sigmoid loss).
+  """
+
+  num_classes: int
+  class_splits: tuple[int, ...] | None = None
+  split_names: tuple[str, ...] | None = None
+  multi_label: bool = False
+
+  @property
+  def heads(self) -> tuple[tuple[int, int], ...]:
+    """(start, stop) class offsets of each head; one head when not multi-head."""
+    splits = self.class_splits or (self.num_classes,)
+    bounds, start = [], 0
+    for size in splits:
+      bounds.append((start, start + size))
+      start += size
+    return tuple(bounds)
+
+  @property
+  def head_names(self) -> tuple[str, ...]:
+    if self.split_names:
+      return tuple(self.split_names)
+    return tuple(f'head{i}' for i in range(len(self.heads)))
+
+
+def smooth_labels(labels: jax.Array, label_smoothing: float | None) -> jax.Array:
+  """Scenic's label smoothing: y * (1 - s) + s / C, over the last axis.
+
+  Args:
+    labels: f32[..., C] one-hot, multi-hot or mixed targets.
+    label_smoothing: s in [0, 1), or None for no smoothing.
+
+  Returns:
+    f32[..., C] smoothed targets.
+  """
+  if not label_smoothing:
+    return labels
+  num_classes = labels.shape[-1]
+  return labels * (1.0 - label_smoothing) + label_smoothing / num_classes
+
+
+def per_example_loss(
+  logits: jax.Array, labels: jax.Array, task: Task, label_smoothing: float | None = None
+) -> jax.Array:
+  """Classification loss of each example.
+
+  Softmax cross-entropy for single-label tasks; sigmoid cross-entropy summed
+  over classes for multi-label tasks (Scenic's convention); the mean of the
+  per-head softmax cross-entropies for multi-head tasks. Label smoothing is
+  applied per head.
+
+  Args:
+    logits: f32[B, C].
+    labels: f32[B, C] targets (rows of each head sum to 1 unless multi-label).
+    task: how to read the logits.
+    label_smoothing: optional smoothing factor.
+
+  Returns:
+    f32[B] losses.
+  """
+  logits = logits.astype(jnp.float32)
+  if task.multi_label:
+    targets = smooth_labels(labels, label_smoothing)
+    log_p = jax.nn.log_sigmoid(logits)
+    log_not_p = jax.nn.log_sigmoid(-logits)
+    return -jnp.sum(targets * log_p + (1.0 - targets) * log_not_p, axis=-1)
+  losses = []
+  for start, stop in task.heads:
+    targets = smooth_labels(labels[:, start:stop], label_smoothing)
+    log_p = jax.nn.log_softmax(logits[:, start:stop], axis=-1)
+    losses.append(-jnp.sum(targets * log_p, axis=-1))
+  return jnp.mean(jnp.stack(losses, axis=0), axis=0)
+
+
+def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+  """1.0 where any of the k highest logits is a positive label, per example.
+
+  For one-hot labels this is top-k accuracy; for multi-hot labels it counts a
+  hit when a top-k class is any of the true classes. Mixed (soft) labels count
+  their largest entry as the class.
+
+  Args:
+    logits: f32[B, C].
+    labels: f32[B, C].
+    k: number of top classes; clipped to C.
+
+  Returns:
+    f32[B] of 0.0 / 1.0.
+  """
+  k = min(k, logits.shape[-1])
+  _, top = jax.lax.top_k(logits, k)  # [B, k]
+  positive = labels >= jnp.max(labels, axis=-1, keepdims=True)
+  positive &= labels > 0
+  hit = jnp.take_along_axis(positive, top, axis=-1)
+  return jnp.any(hit, axis=-1).astype(jnp.float32)
+
+
+def per_example_metrics(logits: jax.Array, labels: jax.Array, task: Task) -> dict[str, jax.Array]:
+  """Top-1 and top-5 hits of each example; per head and joint for multi-head.
+
+  Args:
+    logits: f32[B, C].
+    labels: f32[B, C].
+    task: how to read the logits.
+
+  Returns:
+    dict of f32[B]: 'top1', 'top5' (the joint 'action' hit for multi-head
+    tasks, where an example counts only when every head's top-1 is right), and
+    '<head>_top1', '<head>_top5' for each head of a multi-head task.
+  """
+  if len(task.heads) == 1:
+    return {'top1': topk_correct(logits, labels, 1), 'top5': topk_correct(logits, labels, 5)}
+  out, joint = {}, None
+  for name, (start, stop) in zip(task.head_names, task.heads, strict=True):
+    head_logits, head_labels = logits[:, start:stop], labels[:, start:stop]
+    out[f'{name}_top1'] = topk_correct(head_logits, head_labels, 1)
+    out[f'{name}_top5'] = topk_correct(head_logits, head_labels, 5)
+    joint = out[f'{name}_top1'] if joint is None else joint * out[f'{name}_top1']
+  out['top1'] = joint
+  return out
+
+
+def l2_regularization(params) -> jax.Array:
+  """Sum of squares of every parameter (Scenic's `l2_decay_factor` term)."""
+  return sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(params))

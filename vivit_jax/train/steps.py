@@ -1,0 +1,168 @@
+"""Step factories: pure per-device functions, mapped with `jax.pmap`.
+
+As in vit_jax, `make_update_fn` takes plain values, not the config, and
+returns the compiled step, so nothing from the config enters traced code by
+accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vivit_jax.train import losses, mixup
+from vivit_jax.train.schedules import Schedule
+from vivit_jax.train.state import TrainState
+
+AXIS = 'batch'
+Batch = dict[str, jax.Array]
+
+
+def _clip_by_global_norm(grads: Any, max_norm: float | None) -> tuple[Any, jax.Array]:
+  norm = optax.global_norm(grads)
+  if not max_norm:
+    return grads, norm
+  scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+  return jax.tree_util.tree_map(lambda g: g * scale, grads), norm
+
+
+def make_update_fn(
+  *,
+  apply_fn: Callable[..., jax.Array],
+  tx: optax.GradientTransformation,
+  schedule: Schedule,
+  task: losses.Task,
+  label_smoothing: float | None = None,
+  l2_decay_factor: float | None = None,
+  max_grad_norm: float | None = None,
+  mixup_alpha: float | None = None,
+  cutmix_alpha: float | None = None,
+  cutmix_switch_prob: float = 0.5,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+  """Returns the pmapped train step `(state, batch) -> (state, metrics)`.
+
+  Per device, in order: mixup / CutMix, forward pass with dropout and
+  stochastic depth, loss (+ 0.5 * l2_decay_factor * sum w^2), gradients; then
+  the gradients are averaged over devices with `lax.pmean` and only then
+  clipped to `max_grad_norm`, and the optimiser is applied. A step whose loss
+  or gradient norm is not finite leaves the state unchanged (so no checkpoint
+  can hold NaNs) and reports `finite = False`; the trainer then stops.
+
+  Args:
+    apply_fn: the model's `apply`.
+    tx: the optimiser.
+    schedule: step -> learning rate (for the metrics).
+    task: how logits are read.
+    label_smoothing, l2_decay_factor, max_grad_norm: None or 0 turn them off.
+    mixup_alpha, cutmix_alpha, cutmix_switch_prob: see `mixup.mix_batch`.
+
+  Returns:
+    A function of a replicated state and a batch {'inputs': f32[D, B, T, H, W, 3],
+    'label': f32[D, B, C], 'batch_mask': f32[D, B]} returning the new state
+    and replicated metrics f32[D] ('loss', 'total_loss', 'top1', 'top5',
+    'learning_rate', 'grad_norm', 'finite'). Both arguments are donated.
+  """
+  mixing = bool(mixup_alpha) or bool(cutmix_alpha)
+
+  def update(state: TrainState, batch: Batch):
+    # One key per step, shared by all devices (lam), and one per device
+    # (dropout, partner permutation, CutMix box).
+    shared_rng, local_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    local_rng = jax.random.fold_in(local_rng, jax.lax.axis_index(AXIS))
+    mix_rng, dropout_rng = jax.random.split(local_rng)
+    inputs, labels, mask = batch['inputs'], batch['label'], batch['batch_mask']
+    targets = labels
+    if mixing:
+      inputs, targets, _ = mixup.mix_batch(
+        mix_rng,
+        inputs,
+        labels,
+        alpha=mixup_alpha,
+        cutmix_alpha=cutmix_alpha,
+        cutmix_switch_prob=cutmix_switch_prob,
+        lam_rng=shared_rng,
+      )
+
+    def loss_fn(params):
+      logits = apply_fn({'params': params}, inputs, train=True, rngs={'dropout': dropout_rng})
+      per_example = losses.per_example_loss(logits, targets, task, label_smoothing)
+      loss = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+      total = loss
+      if l2_decay_factor:
+        total = loss + 0.5 * l2_decay_factor * losses.l2_regularization(params)
+      return total, (per_example, logits)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (total, (per_example, logits)), grads = grad_fn(state.params)
+    # Average first, then clip: every device clips the same global gradient.
+    grads = jax.lax.pmean(grads, AXIS)
+    grads, grad_norm = _clip_by_global_norm(grads, max_grad_norm)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    count = jax.lax.psum(jnp.sum(mask), AXIS)
+    metrics = {'total_loss': jax.lax.pmean(total, AXIS)}
+    hits = losses.per_example_metrics(logits, labels, task)
+    for name, values in {'loss': per_example, **hits}.items():
+      metrics[name] = jax.lax.psum(jnp.sum(values * mask), AXIS) / count
+    metrics['learning_rate'] = schedule(state.step)
+    metrics['grad_norm'] = grad_norm
+    finite = jnp.isfinite(metrics['total_loss']) & jnp.isfinite(grad_norm)
+    metrics['finite'] = finite
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    new_state = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new_state, state)
+    return new_state, metrics
+
+  return jax.pmap(update, axis_name=AXIS, donate_argnums=(0, 1))
+
+
+def _combine_views(view_logits: jax.Array, task: losses.Task, softmax: bool) -> jax.Array:
+  """Averages f32[V, B, C] view logits into f32[B, C] scores in logit space."""
+  if not softmax:
+    return jnp.mean(view_logits, axis=0)
+  if task.multi_label:
+    p = jnp.clip(jnp.mean(jax.nn.sigmoid(view_logits), axis=0), 1e-7, 1 - 1e-7)
+    return jnp.log(p) - jnp.log1p(-p)
+  heads = []
+  for start, stop in task.heads:
+    p = jnp.mean(jax.nn.softmax(view_logits[..., start:stop], axis=-1), axis=0)
+    heads.append(jnp.log(jnp.maximum(p, 1e-30)))
+  return jnp.concatenate(heads, axis=-1)
+
+
+def make_eval_fn(
+  *,
+  apply_fn: Callable[..., jax.Array],
+  task: losses.Task,
+  multiview: bool = False,
+  softmax_average: bool = False,
+) -> Callable[[Any, jax.Array], jax.Array]:
+  """Returns the pmapped inference step `(params, inputs) -> logits`.
+
+  Args:
+    apply_fn: the model's `apply`.
+    task: how logits are read (for softmax averaging per head).
+    multiview: inputs hold V views per clip, f32[D, B, V, T, H, W, 3]; the
+      views run one after another (bounded memory) and are averaged.
+    softmax_average: average probabilities (returned as log-probabilities)
+      instead of logits; `config.multicrop_softmax_logits`.
+
+  Returns:
+    A function of replicated params and f32[D, B, (V,) T, H, W, 3] inputs
+    returning f32[D, B, C] logits (or averaged log-probabilities).
+  """
+
+  def predict(params, inputs):
+    if not multiview:
+      return apply_fn({'params': params}, inputs, train=False).astype(jnp.float32)
+    views = jnp.moveaxis(inputs, 1, 0)  # [V, B, T, H, W, 3]
+    view_logits = jax.lax.map(
+      lambda v: apply_fn({'params': params}, v, train=False).astype(jnp.float32), views
+    )
+    return _combine_views(view_logits, task, softmax_average)
+
+  return jax.pmap(predict, axis_name=AXIS)
