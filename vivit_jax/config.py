@@ -13,6 +13,8 @@ experiment config leaves out and validates the result.
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -176,7 +178,7 @@ def get_defaults() -> ml_collections.ConfigDict:
       'learning_rate_schedule': 'compound',
       'factors': 'constant',
       'base_learning_rate': 0.1,
-      'warmup_steps': 0,
+      'warmup_steps': 0.0,  # Steps; a float, as Scenic's configs write 2.5 epochs.
       'steps_per_cycle': config_dict.placeholder(int),
       'timescale': 10_000,
       'decay_events': config_dict.placeholder(tuple),
@@ -309,3 +311,17 @@ def check_choice(path: str, value: Any, choices: Sequence[Any]) -> None:
     raise ConfigError(
       f"Config key '{path}' is {value!r}; expected one of {', '.join(map(repr, choices))}."
     )
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """Loads `get_config()` from a config file, as `--config=path` does.
+
+  Config files import `configs.common`, so run from the repository root.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'Config file {path!r} does not exist.')
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(f'_vivit_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

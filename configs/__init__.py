@@ -1,0 +1,1 @@
+"""Experiment configs. Run tools from the repository root so `configs` imports."""

@@ -1,0 +1,165 @@
+"""Where records come from: table specs, per-host file shards, record counts.
+
+A table (`dataset_configs.tables.<split>`) is one of
+- `name@N`: the shards `name-00000-of-0000N` ... `name-0000(N-1)-of-0000N`
+  (DMVR's and Scenic's sharding spec; the number is written with 5 digits);
+- a glob such as `train-*`;
+- a single file name;
+- a list of any of these.
+Relative names are taken relative to `dataset_configs.base_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Sequence
+
+import tensorflow as tf
+from absl import logging
+
+COUNTS_FILENAME = 'record_counts.json'
+_SHARD_SPEC = re.compile(r'^(?P<name>.+)@(?P<num>\d+)$')
+
+
+class DataError(ValueError):
+  """Input data is missing, malformed or inconsistent with the config."""
+
+
+def expand_table(base_dir: str | None, table: str | Sequence[str]) -> list[str]:
+  """Returns the files a table spec names, in shard order.
+
+  Args:
+    base_dir: directory that relative names are taken from (may be None).
+    table: `name@N`, a glob, a file name, or a list of these.
+
+  Raises:
+    DataError: a named file does not exist or a glob matches nothing.
+  """
+  if isinstance(table, (list, tuple)):
+    return [f for spec in table for f in expand_table(base_dir, spec)]
+  spec = str(table)
+  if base_dir and not os.path.isabs(spec) and '://' not in spec:
+    spec = os.path.join(base_dir, spec)
+  match = _SHARD_SPEC.match(spec)
+  if match:
+    num = int(match['num'])
+    files = [f'{match["name"]}-{i:05d}-of-{num:05d}' for i in range(num)]
+  elif any(c in spec for c in '*?['):
+    files = sorted(tf.io.gfile.glob(spec))
+    if not files:
+      raise DataError(f'The table glob {spec!r} matches no file.')
+  else:
+    files = [spec]
+  missing = [f for f in files if not tf.io.gfile.exists(f)]
+  if missing:
+    raise DataError(
+      f'Missing data file {missing[0]!r} ({len(missing)} of {len(files)} files of table '
+      f'{table!r} are missing). Check dataset_configs.base_dir and dataset_configs.tables.'
+    )
+  return files
+
+
+def files_for_process(files: Sequence[str], process_index: int, process_count: int) -> list[str]:
+  """Splits files across hosts: host i reads files i, i + count, i + 2 * count, ...
+
+  Raises:
+    DataError: fewer files than hosts, so some host would have no data.
+  """
+  if len(files) < process_count:
+    raise DataError(
+      f'{len(files)} data files cannot be split across {process_count} hosts: every host '
+      f'needs at least one file. Write the data in at least {process_count} shards '
+      '(make_tfrecords --num_shards).'
+    )
+  return list(files[process_index::process_count])
+
+
+def count_file_records(path: str, *, skip_corrupt: bool = False) -> int:
+  """Counts the records of one TFRecord file by reading only the length headers.
+
+  Raises:
+    DataError: the file ends inside a record (a truncated file), unless
+      `skip_corrupt`, in which case the complete records are counted.
+  """
+  count = 0
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    size = f.size()
+    pos = 0
+    while pos < size:
+      header = f.read(12)
+      if len(header) < 12:
+        return _truncated(path, count, skip_corrupt)
+      (length,) = struct.unpack('<Q', header[:8])
+      pos += 12 + length + 4
+      if pos > size:
+        return _truncated(path, count, skip_corrupt)
+      f.seek(pos)
+      count += 1
+  return count
+
+
+def _truncated(path: str, count: int, skip_corrupt: bool) -> int:
+  message = f'TFRecord file {path} is truncated: it ends inside record {count}.'
+  if not skip_corrupt:
+    raise DataError(message + ' Rewrite the file, or set dataset_configs.skip_corrupt=True.')
+  logging.warning('%s Skipping the incomplete record.', message)
+  return count
+
+
+def count_records(files: Sequence[str], *, skip_corrupt: bool = False) -> list[int]:
+  """Record counts of `files`, cached in `record_counts.json` beside each file.
+
+  A cached count is reused while the file's size and modification time are
+  unchanged; a directory that cannot be written is simply not cached.
+  """
+  by_dir: dict[str, list[str]] = {}
+  for f in files:
+    by_dir.setdefault(os.path.dirname(f), []).append(f)
+  counts: dict[str, int] = {}
+  for directory, dir_files in by_dir.items():
+    counts.update(_count_dir(directory, dir_files, skip_corrupt))
+  return [counts[f] for f in files]
+
+
+def _count_dir(directory: str, files: Sequence[str], skip_corrupt: bool) -> dict[str, int]:
+  cache_path = os.path.join(directory, COUNTS_FILENAME)
+  cache = {}
+  if tf.io.gfile.exists(cache_path):
+    try:
+      with tf.io.gfile.GFile(cache_path) as f:
+        cache = json.load(f)
+    except (ValueError, OSError):
+      cache = {}
+  result, changed = {}, False
+  for path in files:
+    stat = tf.io.gfile.stat(path)
+    stamp = [stat.length, stat.mtime_nsec]
+    entry = cache.get(os.path.basename(path))
+    if entry and entry['stamp'] == stamp:
+      result[path] = entry['count']
+      continue
+    result[path] = count_file_records(path, skip_corrupt=skip_corrupt)
+    cache[os.path.basename(path)] = {'stamp': stamp, 'count': result[path]}
+    changed = True
+  if changed:
+    tmp = f'{cache_path}.tmp-{os.getpid()}'
+    try:
+      with tf.io.gfile.GFile(tmp, 'w') as f:
+        json.dump(cache, f, indent=1, sort_keys=True)
+      tf.io.gfile.rename(tmp, cache_path, overwrite=True)
+    except (OSError, tf.errors.OpError) as e:
+      logging.warning('Could not cache record counts in %s: %s', cache_path, e)
+  return result
+
+
+def find_truncated_file(files: Sequence[str]) -> str | None:
+  """Returns the first file in `files` that ends inside a record, if any."""
+  for path in files:
+    try:
+      count_file_records(path)
+    except DataError as e:
+      return str(e)
+  return None
