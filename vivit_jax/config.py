@@ -111,6 +111,12 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   d.zero_centering = True
   d.random_flip = True
   d.skip_corrupt = False
+  # Clips may list several classes in clip/label/index (multi-hot targets); when
+  # False such a record is an error rather than a silently wrong label.
+  d.multi_label = False
+  # Write the procedural dataset of vivit_jax/data/synthetic.py into base_dir
+  # when its files are missing (configs/synthetic.py sets this).
+  d.generate_synthetic_if_missing = False
   d.shuffle_buffer_size = 256
   d.do_multicrop_test = False
   d.log_test_epochs = 1
@@ -213,6 +219,7 @@ def get_defaults() -> ml_collections.ConfigDict:
   c.log_summary_steps = 100
   c.log_eval_steps = config_dict.placeholder(int)
   c.count_flops = True
+  c.num_profile_steps = 0  # Trainer: trace this many steps (from the 10th) into the workdir; 0 = off.
   c.debug_train = False
   c.debug_eval = False
   return c
@@ -222,9 +229,29 @@ class ConfigError(ValueError):
   """A config has an unknown key, a value of the wrong type, or bad values."""
 
 
+def _all_paths(tree: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
+  paths = []
+  for key in tree.keys():
+    path = f'{prefix}.{key}' if prefix else key
+    paths.append(path)
+    if isinstance(tree[key], ml_collections.ConfigDict) and path not in FREE_FORM_KEYS:
+      paths.extend(_all_paths(tree[key], path))
+  return paths
+
+
 def _closest(key: str, known: Sequence[str]) -> str:
+  """A hint naming the closest known key, here or elsewhere in the schema."""
+  paths = _all_paths(get_defaults())
+  leaves = [p.rsplit('.', 1)[-1] for p in paths]
+  if key in leaves:  # The right key at the wrong level.
+    return f" Did you mean '{paths[leaves.index(key)]}'?"
   match = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-  return f" Did you mean '{match[0]}'?" if match else ''
+  if match:
+    return f" Did you mean '{match[0]}'?"
+  match = difflib.get_close_matches(key, leaves, n=1, cutoff=0.8)
+  if match:
+    return f" Did you mean '{paths[leaves.index(match[0])]}'?"
+  return ''
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:

@@ -1,0 +1,311 @@
+"""The four ViViT models: shapes, parameter trees, numerics against Scenic's definition."""
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import scenic_reference
+from vivit_jax.models import build_model
+
+VARIANTS = [
+  ('spacetime', 'token'),
+  ('spacetime', 'gap'),
+  ('spacetime', 'gmp'),
+  ('spacetime', 'gsp'),
+  ('factorized_encoder', 'token'),
+  ('factorized_encoder', 'gap'),
+  ('factorized_self_attention_block', 'gap'),
+  ('factorized_dot_product_attention', 'gap'),
+]
+VIDEO_SHAPE = (2, 4, 8, 8, 3)  # [b, T, H, W, 3]: 2 temporal x 4 spatial tokens.
+
+
+def tiny_config(attention_type='spacetime', classifier='gap', **model):
+  enc = {'num_heads': 4, 'mlp_dim': 32, 'num_layers': 2}
+  config = {
+    'model': {
+      'hidden_size': 16,
+      **enc,
+      'spatial_transformer': dict(enc),
+      'temporal_transformer': dict(enc, num_layers=1),
+      'patches': {'size': (4, 4, 2)},
+      'attention_config': {'type': attention_type},
+      'classifier': classifier,
+      **model,
+    },
+    'dataset_configs': {'num_classes': 5, 'num_frames': 4, 'crop_size': 8},
+  }
+  return config
+
+
+def video(seed=0, shape=VIDEO_SHAPE):
+  return jnp.asarray(np.random.RandomState(seed).uniform(-1, 1, shape), jnp.float32)
+
+
+def random_params(module, x, seed=0):
+  """Initialised, then every leaf perturbed so zero-initialised heads/cls matter."""
+  params = module.init({'params': jax.random.key(seed)}, x, train=False)['params']
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+  leaves = [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
+  return jax.tree_util.tree_unflatten(tree, leaves)
+
+
+def flat_shapes(tree, prefix=''):
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(flat_shapes(v, f'{prefix}{k}/'))
+    else:
+      out[f'{prefix}{k}'] = tuple(v.shape)
+  return out
+
+
+@pytest.mark.parametrize('attention_type,classifier', VARIANTS)
+def test_matches_scenic_definition(attention_type, classifier):
+  module = build_model(tiny_config(attention_type, classifier))
+  x = video()
+  params = random_params(module, x)
+  logits = jax.jit(lambda p, v: module.apply({'params': p}, v, train=False))(params, x)
+  assert logits.shape == (2, 5) and logits.dtype == jnp.float32
+  expected = scenic_reference.forward(
+    jax.device_get(params), x, attention_type=attention_type, classifier=classifier
+  )
+  np.testing.assert_allclose(logits, expected, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize(
+  'extra',
+  [
+    {'attention_config': {'type': 'factorized_self_attention_block', 'attention_order': 'space_time'}},
+    {'attention_config': {'type': 'factorized_encoder', 'spatial_only_baseline': True}},
+    {'representation_size': 8},
+  ],
+  ids=['fsa_space_time', 'fe_baseline', 'pre_logits'],
+)
+def test_options_match_scenic_definition(extra):
+  config = tiny_config(**extra)
+  attention = config['model']['attention_config']
+  module = build_model(config)
+  x = video(1)
+  params = random_params(module, x)
+  logits = module.apply({'params': params}, x, train=False)
+  expected = scenic_reference.forward(
+    jax.device_get(params),
+    x,
+    attention_type=attention['type'],
+    classifier='gap',
+    attention_order=attention.get('attention_order', 'time_space'),
+    spatial_only_baseline=attention.get('spatial_only_baseline', False),
+  )
+  np.testing.assert_allclose(logits, expected, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize('attention_type', ['spacetime', 'factorized_encoder'])
+def test_uniform_frame_sampling_matches_scenic_definition(attention_type):
+  config = tiny_config(
+    attention_type,
+    'gap',
+    patches={'size': (4, 4)},
+    temporal_encoding_config={'method': 'temporal_sampling', 'n_sampled_frames': 2},
+  )
+  config['dataset_configs']['num_frames'] = 5
+  module = build_model(config)
+  x = video(2, (2, 5, 8, 8, 3))
+  params = random_params(module, x)
+  assert params['embedding']['kernel'].shape == (4, 4, 3, 16)
+  logits = module.apply({'params': params}, x, train=False)
+  expected = scenic_reference.forward(
+    jax.device_get(params), x, attention_type=attention_type, classifier='gap', n_sampled_frames=2
+  )
+  np.testing.assert_allclose(logits, expected, rtol=2e-4, atol=2e-4)
+
+
+def test_spacetime_parameter_tree_is_scenics():
+  module = build_model(tiny_config('spacetime', 'token', representation_size=8))
+  shapes = flat_shapes(module.init({'params': jax.random.key(0)}, video(), train=False)['params'])
+  block = 'Transformer/encoderblock_0/'
+  attn = block + 'MultiHeadDotProductAttention_0/'
+  expected = {
+    'embedding/kernel': (2, 4, 4, 3, 16),
+    'embedding/bias': (16,),
+    'cls': (1, 1, 16),
+    'Transformer/posembed_input/pos_embedding': (1, 9, 16),
+    block + 'LayerNorm_0/scale': (16,),
+    block + 'LayerNorm_0/bias': (16,),
+    attn + 'query/kernel': (16, 4, 4),
+    attn + 'query/bias': (4, 4),
+    attn + 'key/kernel': (16, 4, 4),
+    attn + 'key/bias': (4, 4),
+    attn + 'value/kernel': (16, 4, 4),
+    attn + 'value/bias': (4, 4),
+    attn + 'out/kernel': (4, 4, 16),
+    attn + 'out/bias': (16,),
+    block + 'LayerNorm_1/scale': (16,),
+    block + 'LayerNorm_1/bias': (16,),
+    block + 'MlpBlock_0/Dense_0/kernel': (16, 32),
+    block + 'MlpBlock_0/Dense_0/bias': (32,),
+    block + 'MlpBlock_0/Dense_1/kernel': (32, 16),
+    block + 'MlpBlock_0/Dense_1/bias': (16,),
+    'Transformer/encoder_norm/scale': (16,),
+    'Transformer/encoder_norm/bias': (16,),
+    'pre_logits/kernel': (16, 8),
+    'pre_logits/bias': (8,),
+    'output_projection/kernel': (8, 5),
+    'output_projection/bias': (5,),
+  }
+  expected.update(
+    {k.replace('encoderblock_0', 'encoderblock_1'): v for k, v in expected.items() if block in k}
+  )
+  assert shapes == expected
+
+
+def test_factorised_encoder_parameter_tree_is_scenics():
+  module = build_model(tiny_config('factorized_encoder', 'token'))
+  shapes = flat_shapes(module.init({'params': jax.random.key(0)}, video(), train=False)['params'])
+  top = sorted({k.split('/')[0] for k in shapes})
+  assert top == [
+    'SpatialTransformer',
+    'TemporalTransformer',
+    'cls_SpatialTransformer',
+    'cls_TemporalTransformer',
+    'embedding',
+    'output_projection',
+  ]
+  # One frame's 4 tokens + CLS; 2 frame tokens + CLS.
+  assert shapes['SpatialTransformer/posembed_input/pos_embedding'] == (1, 5, 16)
+  assert shapes['TemporalTransformer/posembed_input/pos_embedding'] == (1, 3, 16)
+  assert 'SpatialTransformer/encoderblock_1/MlpBlock_0/Dense_1/kernel' in shapes
+  assert 'TemporalTransformer/encoderblock_1/LayerNorm_0/scale' not in shapes  # 1 temporal layer
+
+
+def test_factorised_self_attention_block_names_are_scenics():
+  module = build_model(tiny_config('factorized_self_attention_block'))
+  shapes = flat_shapes(module.init({'params': jax.random.key(0)}, video(), train=False)['params'])
+  block = {k.split('/', 2)[2].split('/')[0] for k in shapes if 'encoderblock_0' in k}
+  assert block == {
+    'LayerNorm_time',
+    'MultiHeadDotProductAttention_time',
+    'LayerNorm_space',
+    'MultiHeadDotProductAttention_space',
+    'LayerNorm_mlp',
+    'MlpBlock',
+  }
+
+
+def test_output_projection_is_zero_initialised():
+  module = build_model(tiny_config())
+  params = module.init({'params': jax.random.key(0)}, video(), train=False)['params']
+  np.testing.assert_array_equal(params['output_projection']['kernel'], 0.0)
+  np.testing.assert_array_equal(module.apply({'params': params}, video(), train=False), 0.0)
+
+
+@pytest.mark.parametrize('attention_type,classifier', VARIANTS[::2] + VARIANTS[5:])
+def test_dropout_and_stochastic_depth_only_in_training(attention_type, classifier):
+  config = tiny_config(
+    attention_type,
+    classifier,
+    dropout_rate=0.1,
+    attention_dropout_rate=0.1,
+    stochastic_droplayer_rate=0.5,
+  )
+  module = build_model(config)
+  x = video()
+  params = random_params(module, x)
+  evaluate = lambda: module.apply({'params': params}, x, train=False)
+  np.testing.assert_array_equal(evaluate(), evaluate())
+  no_reg = build_model(tiny_config(attention_type, classifier))
+  np.testing.assert_allclose(evaluate(), no_reg.apply({'params': params}, x, train=False), atol=1e-6)
+  train = lambda seed: module.apply(
+    {'params': params}, x, train=True, rngs={'dropout': jax.random.key(seed)}
+  )
+  assert not np.allclose(train(0), evaluate(), atol=1e-4)
+  assert not np.allclose(train(0), train(1), atol=1e-4)
+  np.testing.assert_array_equal(train(3), train(3))
+
+
+@pytest.mark.parametrize('attention_type', ['spacetime', 'factorized_self_attention_block'])
+def test_stochastic_depth_alone_changes_training_output(attention_type):
+  # Model 3 included: Scenic's version silently ignores the rate there.
+  module = build_model(tiny_config(attention_type, stochastic_droplayer_rate=0.5))
+  x = video()
+  params = random_params(module, x)
+  outs = [
+    module.apply({'params': params}, x, train=True, rngs={'dropout': jax.random.key(s)})
+    for s in range(4)
+  ]
+  assert len({np.asarray(o).round(4).tobytes() for o in outs}) > 1
+
+
+@pytest.mark.parametrize('attention_type,classifier', [VARIANTS[0], VARIANTS[4], VARIANTS[6], VARIANTS[7]])
+def test_bfloat16_runs_and_stays_close(attention_type, classifier):
+  config = tiny_config(attention_type, classifier)
+  f32 = build_model(config)
+  config['model_dtype_str'] = 'bfloat16'
+  bf16 = build_model(config)
+  x = video()
+  params = random_params(f32, x)
+  out = jax.jit(lambda p: bf16.apply({'params': p}, x, train=False))(params)
+  assert out.dtype == jnp.float32
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
+  ref = f32.apply({'params': params}, x, train=False)
+  scale = float(jnp.abs(ref).max())
+  np.testing.assert_allclose(out, ref, atol=0.1 * scale)
+
+
+@pytest.mark.parametrize('attention_type', ['spacetime', 'factorized_dot_product_attention'])
+def test_remat_and_xla_attention_give_the_same_logits(attention_type):
+  module = build_model(tiny_config(attention_type))
+  x = video()
+  params = random_params(module, x)
+  ref = module.apply({'params': params}, x, train=False)
+  for extra in ({'remat': True}, {'attention_implementation': 'xla'}):
+    other = build_model(tiny_config(attention_type, **extra))
+    np.testing.assert_allclose(other.apply({'params': params}, x, train=False), ref, atol=1e-5)
+  grads = jax.grad(
+    lambda p: build_model(tiny_config(attention_type, remat=True))
+    .apply({'params': p}, x, train=False)
+    .sum()
+  )(params)
+  ref_grads = jax.grad(lambda p: module.apply({'params': p}, x, train=False).sum())(params)
+  for g, r in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
+    np.testing.assert_allclose(g, r, atol=1e-4)
+
+
+def test_multi_head_output_concatenates_heads():
+  config = tiny_config('factorized_encoder', 'token')
+  config['dataset_configs'].update(num_classes=7, class_splits=(4, 3), split_names=('noun', 'verb'))
+  module = build_model(config)
+  params = module.init({'params': jax.random.key(0)}, video(), train=False)['params']
+  assert params['output_projection']['kernel'].shape == (16, 7)
+  assert module.apply({'params': params}, video(), train=False).shape == (2, 7)
+
+
+def test_return_prelogits_and_preclassifier():
+  config = tiny_config('spacetime', 'token', representation_size=8, return_prelogits=True)
+  module = build_model(config)
+  params = module.init({'params': jax.random.key(0)}, video(), train=False)['params']
+  assert module.apply({'params': params}, video(), train=False).shape == (2, 8)
+  config = tiny_config('spacetime', 'token', return_preclassifier=True)
+  module = build_model(config)
+  params = module.init({'params': jax.random.key(0)}, video(), train=False)['params']
+  assert module.apply({'params': params}, video(), train=False).shape == (2, 9, 16)
+
+
+def test_batch_elements_are_independent():
+  module = build_model(tiny_config('factorized_dot_product_attention'))
+  x = video()
+  params = random_params(module, x)
+  both = module.apply({'params': params}, x, train=False)
+  first = module.apply({'params': params}, x[:1], train=False)
+  np.testing.assert_allclose(both[:1], first, atol=1e-5)
+
+
+def test_config_is_not_mutated_by_build():
+  config = tiny_config()
+  before = copy.deepcopy(config)
+  build_model(config)
+  assert config == before
