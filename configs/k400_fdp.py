@@ -11,7 +11,9 @@ from configs import common
 def get_config():
   config = common.base_config('k400_fdp')
   common.set_video_dataset(config, num_classes=400, sizes=common.KINETICS_400_SIZES)
-  common.set_model(config, 'B', 'factorized_dot_product_attention', temporal_layers=4, classifier='gap')
+  common.set_model(
+    config, 'B', 'factorized_dot_product_attention', temporal_layers=4, classifier='gap'
+  )
   common.set_schedule(config, train_size=common.KINETICS_400_SIZES['train'], epochs=30, base_lr=0.1)
   common.set_imagenet21k_init(config)
   return config

@@ -137,8 +137,16 @@ def head(x, params):
   return dense(x, params['output_projection'])
 
 
-def forward(params, video, *, attention_type, classifier, n_sampled_frames=None,
-            attention_order='time_space', spatial_only_baseline=False):
+def forward(
+  params,
+  video,
+  *,
+  attention_type,
+  classifier,
+  n_sampled_frames=None,
+  attention_order='time_space',
+  spatial_only_baseline=False,
+):
   """Logits [b, classes] of Scenic's ViViT for `video` [b, T, H, W, 3]."""
   p = _np(params)
   video = np.asarray(video, np.float64)

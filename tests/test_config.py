@@ -1,10 +1,10 @@
 """Config validation: typos and bad values fail before any compile, with the fix."""
 
 import pytest
+from test_models import tiny_config
 
 from vivit_jax.config import ConfigError, get_defaults, resolve
 from vivit_jax.models import build_model
-from test_models import tiny_config
 
 
 def test_misspelt_key_names_the_closest_known_key():

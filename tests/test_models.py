@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 import scenic_reference
+
 from vivit_jax.models import build_model
 
 VARIANTS = [
@@ -80,7 +80,12 @@ def test_matches_scenic_definition(attention_type, classifier):
 @pytest.mark.parametrize(
   'extra',
   [
-    {'attention_config': {'type': 'factorized_self_attention_block', 'attention_order': 'space_time'}},
+    {
+      'attention_config': {
+        'type': 'factorized_self_attention_block',
+        'attention_order': 'space_time',
+      }
+    },
     {'attention_config': {'type': 'factorized_encoder', 'spatial_only_baseline': True}},
     {'representation_size': 8},
   ],
@@ -218,7 +223,9 @@ def test_dropout_and_stochastic_depth_only_in_training(attention_type, classifie
   evaluate = lambda: module.apply({'params': params}, x, train=False)
   np.testing.assert_array_equal(evaluate(), evaluate())
   no_reg = build_model(tiny_config(attention_type, classifier))
-  np.testing.assert_allclose(evaluate(), no_reg.apply({'params': params}, x, train=False), atol=1e-6)
+  np.testing.assert_allclose(
+    evaluate(), no_reg.apply({'params': params}, x, train=False), atol=1e-6
+  )
   train = lambda seed: module.apply(
     {'params': params}, x, train=True, rngs={'dropout': jax.random.key(seed)}
   )
@@ -240,7 +247,9 @@ def test_stochastic_depth_alone_changes_training_output(attention_type):
   assert len({np.asarray(o).round(4).tobytes() for o in outs}) > 1
 
 
-@pytest.mark.parametrize('attention_type,classifier', [VARIANTS[0], VARIANTS[4], VARIANTS[6], VARIANTS[7]])
+@pytest.mark.parametrize(
+  'attention_type,classifier', [VARIANTS[0], VARIANTS[4], VARIANTS[6], VARIANTS[7]]
+)
 def test_bfloat16_runs_and_stays_close(attention_type, classifier):
   config = tiny_config(attention_type, classifier)
   f32 = build_model(config)
@@ -266,9 +275,11 @@ def test_remat_and_xla_attention_give_the_same_logits(attention_type):
     other = build_model(tiny_config(attention_type, **extra))
     np.testing.assert_allclose(other.apply({'params': params}, x, train=False), ref, atol=1e-5)
   grads = jax.grad(
-    lambda p: build_model(tiny_config(attention_type, remat=True))
-    .apply({'params': p}, x, train=False)
-    .sum()
+    lambda p: (
+      build_model(tiny_config(attention_type, remat=True))
+      .apply({'params': p}, x, train=False)
+      .sum()
+    )
   )(params)
   ref_grads = jax.grad(lambda p: module.apply({'params': p}, x, train=False).sum())(params)
   for g, r in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):

@@ -208,6 +208,14 @@ def get_defaults() -> ml_collections.ConfigDict:
       'restore_input_embedding': True,
       'positional_embed_size_change': 'tile',
       'restore_output_proj': False,
+      # 2D -> 3D tubelet kernel: 'central_frame_initializer',
+      # 'average_frame_initializer' or 'average_arp_frame_initializer'; unset
+      # uses model.temporal_encoding_config.kernel_init_method, else central.
+      'kernel_init_method': config_dict.placeholder(str),
+      # Model 3 from a ViT: 'zero' (output projection zeroed, so each temporal
+      # attention starts as an identity residual; paper section 3.4) or
+      # 'copy_spatial' (Scenic: a full copy of the spatial attention).
+      'temporal_attention_init': 'zero',
     }
   )
 
@@ -219,7 +227,9 @@ def get_defaults() -> ml_collections.ConfigDict:
   c.log_summary_steps = 100
   c.log_eval_steps = config_dict.placeholder(int)
   c.count_flops = True
-  c.num_profile_steps = 0  # Trainer: trace this many steps (from the 10th) into the workdir; 0 = off.
+  c.num_profile_steps = (
+    0  # Trainer: trace this many steps (from the 10th) into the workdir; 0 = off.
+  )
   c.debug_train = False
   c.debug_eval = False
   return c

@@ -97,7 +97,9 @@ def model_kwargs(config: ml_collections.ConfigDict | Mapping, num_classes: int |
   attention = model.attention_config
   encoding = model.temporal_encoding_config
   check_choice('model.attention_config.type', attention.type, config_lib.ATTENTION_TYPES)
-  check_choice('model.temporal_encoding_config.method', encoding.method, config_lib.TEMPORAL_ENCODINGS)
+  check_choice(
+    'model.temporal_encoding_config.method', encoding.method, config_lib.TEMPORAL_ENCODINGS
+  )
   check_choice(
     'model.temporal_encoding_config.kernel_init_method',
     encoding.kernel_init_method,

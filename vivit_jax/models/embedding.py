@@ -16,12 +16,14 @@ import numpy as np
 Dtype = Any
 
 
-def central_frame_initializer(base=nn.initializers.lecun_normal()):
+def central_frame_initializer(base=None):
   """Initialiser for a [t, h, w, c, d] kernel that sees only the central frame.
 
   Scenic's version zeroes slices of the width axis instead of time; this one
   zeroes every temporal slice except t // 2.
   """
+
+  base = base or nn.initializers.lecun_normal()
 
   def init(key, shape, dtype=jnp.float32):
     if len(shape) != 5:
@@ -34,12 +36,14 @@ def central_frame_initializer(base=nn.initializers.lecun_normal()):
   return init
 
 
-def average_frame_initializer(base=nn.initializers.lecun_normal()):
+def average_frame_initializer(base=None):
   """Initialiser for a [t, h, w, c, d] kernel with the same weights on every frame.
 
   The slice is drawn with the fan-in of the whole kernel, so the response to a
   static video has the variance of a single-frame kernel.
   """
+
+  base = base or nn.initializers.lecun_normal()
 
   def init(key, shape, dtype=jnp.float32):
     if len(shape) != 5:
@@ -137,7 +141,9 @@ def tokenize(
     f32[b, t, gh, gw, hidden_size]: t temporal tokens of gh x gw each.
   """
   if video.ndim != 5:
-    raise ValueError(f'ViViT expects video shaped [batch, time, height, width, 3]; got {video.shape}.')
+    raise ValueError(
+      f'ViViT expects video shaped [batch, time, height, width, 3]; got {video.shape}.'
+    )
   fh, fw, ft = patch_size
   if method == '3d_conv':
     embed = PatchEmbedding(

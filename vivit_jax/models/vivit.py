@@ -223,8 +223,9 @@ class FactorisedEncoderViViT(nn.Module):
     b, t = tokens.shape[:2]
     # [b, t, h*w, d]: the spatial encoder attends within each frame; frames are
     # a batch axis, so stochastic depth still drops whole videos.
-    frames = self._encode(tokens.reshape(b, t, -1, self.hidden_size), self.spatial,
-                          'SpatialTransformer', train)
+    frames = self._encode(
+      tokens.reshape(b, t, -1, self.hidden_size), self.spatial, 'SpatialTransformer', train
+    )
     if self.spatial_only_baseline:
       x = jnp.mean(frames, axis=1)
     else:

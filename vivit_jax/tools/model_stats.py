@@ -51,9 +51,7 @@ class ModelStats:
   def row(self) -> str:
     paper_params, paper_gflops = PAPER.get(self.name, (None, None))
     fmt = lambda v, spec: '' if v is None else format(v, spec)
-    gflops_delta = (
-      '' if paper_gflops is None else f'{100 * (self.gflops / paper_gflops - 1):+.2f}%'
-    )
+    gflops_delta = '' if paper_gflops is None else f'{100 * (self.gflops / paper_gflops - 1):+.2f}%'
     shape = 'x'.join(map(str, self.input_shape[:3]))
     return (
       f'| {self.name} | {self.attention_type} | {shape} | {self.params_m:.1f} | '
