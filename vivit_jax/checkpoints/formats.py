@@ -1,0 +1,181 @@
+"""Readers of pretrained checkpoints, and detection of their format.
+
+Every reader returns one canonical form: a flat dict from '/'-joined Scenic
+parameter names (`Transformer/encoderblock_0/LayerNorm_0/scale`, ...) to numpy
+arrays, so surgery sees one layout whatever the file was. Nothing here unpickles:
+.npz files are opened with `allow_pickle=False`, PyTorch weights are read only
+from safetensors, and Scenic train states are msgpack.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import flax.serialization
+import numpy as np
+
+from vivit_jax.checkpoints import huggingface
+
+FORMATS = ('big_vision', 'scenic', 'huggingface')
+Flat = dict[str, np.ndarray]
+
+# vision_transformer's 2020 files number the modules inside a block in pre-Linen
+# order of creation; AugReg and Scenic number each module type from 0.
+_PRE_LINEN_BLOCK = {
+  'MultiHeadDotProductAttention_1': 'MultiHeadDotProductAttention_0',
+  'LayerNorm_2': 'LayerNorm_1',
+  'MlpBlock_3': 'MlpBlock_0',
+}
+_CHECKPOINT_FILE = re.compile(r'^checkpoint(_(\d+))?$')
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> Flat:
+  """Nested dict -> {'a/b/c': np.ndarray}."""
+  out = {}
+  for key, value in tree.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, Mapping):
+      out.update(flatten(value, f'{name}/'))
+    else:
+      out[name] = np.asarray(value)
+  return out
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+  """{'a/b/c': x} -> nested dict."""
+  tree: dict[str, Any] = {}
+  for name, value in flat.items():
+    node = tree
+    *parents, leaf = name.split('/')
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[leaf] = value
+  return tree
+
+
+def _scenic_file(path: str) -> str:
+  """The msgpack file of a Scenic checkpoint: `path`, or the newest in directory `path`."""
+  if not os.path.isdir(path):
+    return path
+  steps = []
+  for name in os.listdir(path):
+    match = _CHECKPOINT_FILE.match(name)
+    if match and os.path.isfile(os.path.join(path, name)):
+      steps.append((int(match.group(2) or -1), name))
+  if not steps:
+    raise FileNotFoundError(f"No 'checkpoint' or 'checkpoint_<step>' file in directory {path!r}.")
+  return os.path.join(path, max(steps)[1])
+
+
+def detect_format(path: str) -> str:
+  """Names the format of the checkpoint at `path` (file or directory).
+
+  Returns:
+    'huggingface' for a directory with model.safetensors (or a .safetensors
+    file), 'big_vision' for an .npz file (or any zip), 'scenic' otherwise
+    (a msgpack file, or a directory holding `checkpoint[_<step>]`).
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
+  if os.path.isdir(path):
+    if os.path.isfile(os.path.join(path, huggingface.WEIGHTS_NAME)):
+      return 'huggingface'
+    return 'scenic'
+  if path.endswith('.safetensors'):
+    return 'huggingface'
+  with open(path, 'rb') as f:
+    magic = f.read(4)
+  if path.endswith('.npz') or magic == b'PK\x03\x04':
+    return 'big_vision'
+  return 'scenic'
+
+
+def _unstack_scanned(flat: Flat) -> Flat:
+  """big_vision's scanned encoder `encoderblock/x` [L, ...] -> `encoderblock_{i}/x`."""
+  out = {}
+  for name, value in flat.items():
+    if '/encoderblock/' in name:
+      for i in range(value.shape[0]):
+        out[name.replace('/encoderblock/', f'/encoderblock_{i}/')] = value[i]
+    else:
+      out[name] = value
+  return out
+
+
+def canonical_vit_names(flat: Flat) -> Flat:
+  """Renames vision_transformer / big_vision ViT keys to Scenic's.
+
+  Handles the `params/` and `opt/target/` prefixes, pre-Linen block numbering,
+  big_vision's top-level `pos_embedding` and scanned blocks, and `head` ->
+  `output_projection`.
+  """
+  for prefix in ('opt/target/', 'params/'):
+    if flat and all(k.startswith(prefix) for k in flat):
+      flat = {k[len(prefix) :]: v for k, v in flat.items()}
+  pre_linen = any('/MlpBlock_3/' in k for k in flat)
+  out = {}
+  for name, value in _unstack_scanned(flat).items():
+    parts = name.split('/')
+    if pre_linen and len(parts) > 2 and parts[1].startswith('encoderblock_'):
+      parts[2] = _PRE_LINEN_BLOCK.get(parts[2], parts[2])
+    if parts[0] == 'head':
+      parts[0] = 'output_projection'
+    if parts == ['pos_embedding']:
+      parts = ['Transformer', 'posembed_input', 'pos_embedding']
+    out['/'.join(parts)] = value
+  return out
+
+
+def read_big_vision(path: str) -> Flat:
+  """Reads a ViT .npz (vision_transformer or big_vision) without unpickling."""
+  with np.load(path, allow_pickle=False) as data:
+    flat = {k: np.asarray(data[k]) for k in data.files}
+  return canonical_vit_names(flat)
+
+
+def read_scenic(path: str) -> Flat:
+  """Reads the params of a Scenic (Flax msgpack) train state: file or directory.
+
+  Params are found under `params` or, in older train states, `optimizer/target`.
+  """
+  with open(_scenic_file(path), 'rb') as f:
+    state = flax.serialization.msgpack_restore(f.read())
+  tree = state
+  while isinstance(tree, Mapping) and ('params' in tree or 'optimizer' in tree):
+    tree = tree['params'] if 'params' in tree else tree['optimizer']['target']
+  if not isinstance(tree, Mapping) or not tree:
+    raise ValueError(f'{path!r} holds no parameters under `params` or `optimizer/target`.')
+  return canonical_vit_names(flatten(tree))
+
+
+def read_checkpoint(path: str, checkpoint_format: str | None = None) -> tuple[Flat, str]:
+  """Reads any supported checkpoint into Scenic's flat parameter names.
+
+  Args:
+    path: file or directory.
+    checkpoint_format: one of FORMATS, or None to detect it.
+
+  Returns:
+    (flat params {name: array}, the format used).
+  """
+  checkpoint_format = checkpoint_format or detect_format(path)
+  if checkpoint_format == 'big_vision':
+    return read_big_vision(path), checkpoint_format
+  if checkpoint_format == 'scenic':
+    return read_scenic(path), checkpoint_format
+  if checkpoint_format == 'huggingface':
+    return huggingface.read(path), checkpoint_format
+  raise ValueError(
+    f'init_from.checkpoint_format is {checkpoint_format!r}; expected one of {", ".join(FORMATS)}.'
+  )
+
+
+def write_scenic(path: str, params: Mapping[str, Any]) -> None:
+  """Writes {'params': params} as a Flax msgpack file (Scenic's checkpoint format)."""
+  tree = unflatten(flatten(params))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'wb') as f:
+    f.write(flax.serialization.msgpack_serialize({'params': tree}))
