@@ -40,7 +40,8 @@ def label_target(
     return _multi_head(index, class_splits, head_names)
   count = tf.size(index)
   outside = tf.logical_or(index < 0, index >= num_classes)
-  first_outside = tf.gather(index, tf.argmax(tf.cast(outside, tf.int32)))
+  padded = tf.concat([index, [0]], 0)
+  first_outside = tf.gather(padded, tf.argmax(tf.cast(tf.concat([outside, [True]], 0), tf.int32)))
   error = tf.where(
     count == 0,
     'has no label (clip/label/index is missing or empty)',

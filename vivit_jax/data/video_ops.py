@@ -44,10 +44,12 @@ def first_bad_jpeg(encoded: tf.Tensor) -> tf.Tensor:
   """
   length = tf.strings.length(encoded)
   head = tf.strings.substr(encoded, 0, 2)
-  tail = tf.strings.substr(encoded, tf.maximum(length - 16, 0), 16)
-  good = tf.logical_and(
-    tf.equal(head, b'\xff\xd8'), tf.strings.regex_full_match(tail, '(?s).*\xff\xd9.*')
-  )
+  eoi = tf.zeros_like(length, tf.bool)
+  for back in range(2, 17):
+    start = tf.maximum(length - back, 0)
+    pair = tf.strings.substr(encoded, start, tf.fill(tf.shape(start), 2))
+    eoi = tf.logical_or(eoi, tf.equal(pair, b'\xff\xd9'))
+  good = tf.logical_and(tf.equal(head, b'\xff\xd8'), eoi)
   bad = tf.cast(tf.where(tf.logical_not(good))[:, 0], tf.int32)
   return tf.cond(tf.size(bad) > 0, lambda: bad[0], lambda: tf.constant(-1))
 
@@ -76,6 +78,7 @@ def resize_short_side(frames: tf.Tensor, short_side: int) -> tf.Tensor:
 
 def centre_crop(frames: tf.Tensor, size: int) -> tf.Tensor:
   """[..., H, W, C] -> [..., size, size, C], the centre (offsets rounded down)."""
+  frames = tf.convert_to_tensor(frames)
   shape = tf.shape(frames)
   top = (shape[-3] - size) // 2
   left = (shape[-2] - size) // 2
@@ -114,10 +117,11 @@ def random_resized_crop(
 ) -> tf.Tensor:
   """Short side to `min_resize` times a random scale, then a random square crop.
 
-  The resize and the crop are done in one bilinear resampling of only the
-  cropped region (`crop_and_resize`), with the same pixel centres a full resize
-  followed by a crop would use; a crop that needs no resizing copies pixels
-  exactly. The same box is used for all frames.
+  Only the source region under the crop is resized (bilinear), which costs a
+  fraction of resizing whole frames. The region is a whole number of source
+  pixels, so the scale is quantised to one source pixel per crop side (under
+  0.5% at Kinetics sizes). A crop that needs no resizing is an exact copy. The
+  same region is used for all frames.
 
   Args:
     frames: u8[T,H,W,3].
@@ -128,7 +132,7 @@ def random_resized_crop(
     seed: int32[2].
 
   Returns:
-    f32[T,crop_size,crop_size,3].
+    u8[T,crop_size,crop_size,3].
   """
   seeds = tf.random.experimental.stateless_split(seed, 4)
   scale = tf.constant(1.0)
@@ -140,42 +144,44 @@ def random_resized_crop(
   shape = tf.shape(frames)
   h, w = shape[1], shape[2]
   size = short_side_shape(h, w, short)
-  rh, rw = size[0], size[1]
-  top = tf.random.stateless_uniform([], seeds[2], 0, rh - crop_size + 1, dtype=tf.int32)
-  left = tf.random.stateless_uniform([], seeds[3], 0, rw - crop_size + 1, dtype=tf.int32)
-  box = tf.stack(
-    [
-      _box_edge(top, h, rh, 0.5),
-      _box_edge(left, w, rw, 0.5),
-      _box_edge(top + crop_size, h, rh, -0.5),
-      _box_edge(left + crop_size, w, rw, -0.5),
-    ]
-  )
-  t = shape[0]
-  return tf.image.crop_and_resize(
-    frames,
-    tf.tile(box[None], [t, 1]),
-    tf.zeros([t], tf.int32),
-    [crop_size, crop_size],
+  # The source region a crop_size window of the resized frames covers, rounded
+  # to whole source pixels.
+  region_h = _region(crop_size, h, size[0])
+  region_w = _region(crop_size, w, size[1])
+  y0 = tf.random.stateless_uniform([], seeds[2], 0, h - region_h + 1, dtype=tf.int32)
+  x0 = tf.random.stateless_uniform([], seeds[3], 0, w - region_w + 1, dtype=tf.int32)
+  y1, x1 = y0 + region_h, x0 + region_w
+  region = frames[:, y0:y1, x0:x1, :]
+  out_shape = [frames.shape[0], crop_size, crop_size, 3]
+  # u8 out, so that the common no-resize case costs no float pass here; the
+  # conversion to float happens fused with the rest of the augmentation.
+  return tf.cond(
+    tf.logical_and(tf.equal(y1 - y0, crop_size), tf.equal(x1 - x0, crop_size)),
+    lambda: tf.ensure_shape(region, out_shape),
+    lambda: tf.ensure_shape(
+      tf.saturate_cast(tf.round(tf.image.resize(region, [crop_size, crop_size])), tf.uint8),
+      out_shape,
+    ),
   )
 
 
-def _box_edge(pos: tf.Tensor, size: tf.Tensor, resized: tf.Tensor, centre: float) -> tf.Tensor:
-  """Normalised crop_and_resize coordinate of resized pixel centre `pos + centre`."""
-  pos, size, resized = (tf.cast(x, tf.float32) for x in (pos, size, resized))
-  source = (pos + centre) * size / resized - 0.5
-  return source / tf.maximum(size - 1.0, 1.0)
+def _region(crop_size: int, size: tf.Tensor, resized: tf.Tensor) -> tf.Tensor:
+  """Source pixels under `crop_size` pixels of a side resized from `size` to `resized`."""
+  ratio = tf.cast(size, tf.float32) / tf.cast(resized, tf.float32)
+  return tf.clip_by_value(tf.cast(tf.round(crop_size * ratio), tf.int32), 1, size)
 
 
 def random_flip(frames: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """Mirrors all frames left-right with probability 1/2; [T,H,W,C] -> same."""
+  frames = tf.convert_to_tensor(frames)
   flip = tf.random.stateless_uniform([], seed) < 0.5
   return tf.cond(flip, lambda: tf.reverse(frames, axis=[-2]), lambda: frames)
 
 
-def normalise(frames: tf.Tensor, zero_centering: bool) -> tf.Tensor:
-  """[0, 255] -> [-1, 1] (zero_centering, the ViT convention) or [0, 1]; f32."""
+def normalise(frames: tf.Tensor, zero_centering: bool, max_value: float = 255.0) -> tf.Tensor:
+  """[0, max_value] -> [-1, 1] (zero_centering, the ViT convention) or [0, 1]; f32."""
   frames = tf.cast(frames, tf.float32)
+  # Division, not multiplication by a rounded reciprocal: 255 maps to exactly 1.
   if zero_centering:
-    return frames / 127.5 - 1.0
-  return frames / 255.0
+    return frames / (max_value / 2.0) - 1.0
+  return frames / max_value

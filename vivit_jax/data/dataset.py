@@ -1,0 +1,338 @@
+"""`build_dataset`: the config -> `Dataset` with train, eval and test iterators.
+
+Batches are numpy arrays shaped for pmap, `[local_devices, per_device_batch,
+...]`; the trainer puts them on the devices (see `prefetch.prefetch_to_device`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from vivit_jax.data import pipeline, records, sources
+from vivit_jax.data.sources import DataError
+from vivit_jax.data.tfrecord_source import TFRecordSource, find_undecodable_frame
+
+DATASET_NAMES = ('video_tfrecord_dataset', 'tfds')
+Batch = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class SplitData:
+  """One split as this host sees it."""
+
+  source: Any
+  num_examples: int  # Over all hosts.
+  steps: int | None  # Batches every host yields in one pass (multi-host), else None.
+  files: list[str]
+
+
+@dataclasses.dataclass
+class Dataset:
+  """Iterators over one dataset, plus what the trainer needs to know about it.
+
+  `meta` holds num_classes, class_splits, split_names, target_is_onehot,
+  multi_label, num_train_examples, num_eval_examples, num_test_examples,
+  input_shape (T, H, W, 3), num_test_views, label_names and the per-host batch
+  sizes.
+  """
+
+  meta: dict[str, Any]
+  spec: pipeline.ClipSpec
+  splits: dict[str, SplitData]
+  num_devices: int
+  host_batch: int
+  eval_host_batch: int
+  test_host_batch: int
+  seed: int
+  process_index: int
+  shuffle_buffer: int
+  skip_corrupt: bool
+  skipped: pipeline.SkipCounter = dataclasses.field(default_factory=pipeline.SkipCounter)
+
+  def _split(self, name: str) -> SplitData:
+    if name not in self.splits:
+      raise DataError(
+        f"The dataset has no '{name}' split: set dataset_configs.tables.{name} "
+        f'(known: {", ".join(sorted(self.splits)) or "none"}).'
+      )
+    return self.splits[name]
+
+  def train_iter(self, start_step: int = 0) -> Iterator[Batch]:
+    """Infinite shuffled batches {'inputs': f32[D,B,T,H,W,3], 'label': f32[D,B,C],
+    'batch_mask': f32[D,B]}, the same stream for the same rng_seed.
+
+    `start_step` resumes the stream exactly where step `start_step` would find
+    it (with skip_corrupt, up to the number of skipped records).
+    """
+    split = self._split('train')
+    start = start_step * self.host_batch
+    per_epoch = None
+    if start:
+      per_epoch = sum(sources.count_records(split.files, skip_corrupt=self.skip_corrupt))
+    seed = tf.constant([self.seed, self.process_index], tf.int64)
+    ds = pipeline.train_dataset(
+      split.source,
+      self.spec,
+      host_batch=self.host_batch,
+      seed=seed,
+      start_example=start,
+      examples_per_epoch=per_epoch,
+      shuffle_buffer=self.shuffle_buffer,
+      skip=self.skipped if self.skip_corrupt else None,
+    )
+    for batch in self._numpy(pipeline.with_options(ds), split):
+      batch.pop('key', None)
+      yield self._shard(batch, self.host_batch)
+
+  def eval_iter(self, split: str = 'validation') -> Iterator[Batch]:
+    """One exact pass: like train batches plus 'key' str[D,B]; the last batch
+    is padded with batch_mask 0."""
+    return self._one_pass(split, multi_view=False, host_batch=self.eval_host_batch)
+
+  def test_iter(self) -> Iterator[Batch]:
+    """One exact pass over 'test', all views of each video together:
+    'inputs' f32[D,B,V,T,H,W,3], 'label' f32[D,B,C], 'batch_mask', 'key'."""
+    return self._one_pass('test', multi_view=True, host_batch=self.test_host_batch)
+
+  def _one_pass(self, name: str, *, multi_view: bool, host_batch: int) -> Iterator[Batch]:
+    split = self._split(name)
+    ds = pipeline.eval_dataset(
+      split.source,
+      self.spec,
+      host_batch=host_batch,
+      multi_view=multi_view,
+      skip=self.skipped if self.skip_corrupt else None,
+    )
+    count = 0
+    for batch in self._numpy(pipeline.with_options(ds), split):
+      count += 1
+      if split.steps is not None and count > split.steps:
+        raise DataError(
+          f"The '{name}' split holds more records than counted; delete "
+          f'{sources.COUNTS_FILENAME} beside the data and retry.'
+        )
+      yield self._shard(batch, host_batch)
+    while split.steps is not None and count < split.steps:
+      count += 1
+      yield self._shard(self._empty_batch(multi_view), host_batch)
+
+  def _empty_batch(self, multi_view: bool) -> Batch:
+    shape = self.meta['input_shape']
+    if multi_view:
+      shape = (self.spec.num_views, *shape)
+    return {
+      'inputs': np.zeros((0, *shape), np.float32),
+      'label': np.zeros((0, self.meta['num_classes']), np.float32),
+      'batch_mask': np.zeros((0,), np.float32),
+      'key': np.zeros((0,), object),
+    }
+
+  def _shard(self, batch: Batch, host_batch: int) -> Batch:
+    """Pads a host batch to `host_batch` and reshapes it to [D, B, ...]."""
+    n = len(batch['batch_mask'])
+    pad = host_batch - n
+    out = {}
+    for name, value in batch.items():
+      if name == 'key':
+        value = np.array([k.decode() if isinstance(k, bytes) else k for k in value] + [''] * pad)
+      elif pad:
+        value = np.concatenate([value, np.zeros((pad, *value.shape[1:]), value.dtype)])
+      out[name] = value.reshape(
+        (self.num_devices, host_batch // self.num_devices, *value.shape[1:])
+      )
+    return out
+
+  def _numpy(self, ds: tf.data.Dataset, split: SplitData) -> Iterator[Batch]:
+    """Iterates as numpy, turning TensorFlow errors into DataErrors naming the record."""
+    iterator = ds.as_numpy_iterator()
+    while True:
+      try:
+        batch = next(iterator)
+      except StopIteration:
+        return
+      except tf.errors.OpError as e:
+        raise _data_error(e, split) from None
+      yield batch
+
+
+def _data_error(error: tf.errors.OpError, split: SplitData) -> Exception:
+  message = pipeline.data_error_message(error)
+  if message:
+    return DataError(f'Bad input data: {message}.')
+  if isinstance(error, tf.errors.DataLossError):
+    found = sources.find_truncated_file(split.files)
+    if found:
+      return DataError(f'{found} Set dataset_configs.skip_corrupt=True to skip it.')
+  if isinstance(error, tf.errors.InvalidArgumentError) and split.files:
+    found = find_undecodable_frame(split.files)
+    if found:
+      return DataError(
+        f'Bad input data: {found}. Set dataset_configs.skip_corrupt=True to skip it.'
+      )
+  return error
+
+
+def _batch_sizes(config: ml_collections.ConfigDict, devices: int, hosts: int) -> tuple[int, ...]:
+  if config.batch_size is None:
+    raise DataError('Set config.batch_size (the global train batch size).')
+  sizes = []
+  for name, total in (
+    ('batch_size', config.batch_size),
+    ('eval_batch_size', config.eval_batch_size or config.batch_size),
+  ):
+    if total % hosts or (total // hosts) % devices:
+      raise DataError(
+        f'config.{name}={total} must split evenly over {hosts} hosts and then over '
+        f'{devices} local devices per host.'
+      )
+    sizes.append(total // hosts)
+  test = config.dataset_configs.test_batch_size or devices
+  if test % devices:
+    raise DataError(
+      f'dataset_configs.test_batch_size={test} (videos per host batch) must be a '
+      f'multiple of the {devices} local devices.'
+    )
+  return sizes[0], sizes[1], test
+
+
+def _tfrecord_splits(
+  dc: ml_collections.ConfigDict,
+  process_index: int,
+  process_count: int,
+  batches: dict[str, int],
+) -> dict[str, SplitData]:
+  splits = {}
+  for name in dc.tables.keys():
+    files = sources.expand_table(dc.base_dir, dc.tables[name])
+    host_files = sources.files_for_process(files, process_index, process_count)
+    given = dc.examples_per_subset.get(name)
+    steps = None
+    if process_count > 1 or given is None:
+      counts = sources.count_records(files, skip_corrupt=dc.skip_corrupt)
+      total = sum(counts)
+      if process_count > 1:
+        per_host = [sum(counts[i::process_count]) for i in range(process_count)]
+        steps = math.ceil(max(per_host) / batches.get(name, batches['validation']))
+    num = given if given is not None else total
+    source = TFRecordSource(host_files, dc.split_names or (), skip_corrupt=dc.skip_corrupt)
+    splits[name] = SplitData(source, num, steps, host_files)
+  return splits
+
+
+def _label_names(dc: ml_collections.ConfigDict, splits: dict[str, SplitData]) -> list[str] | None:
+  candidates = [dc.base_dir] if dc.base_dir else []
+  candidates += [os.path.dirname(s.files[0]) for s in splits.values() if s.files]
+  for directory in candidates:
+    path = os.path.join(directory, records.LABEL_MAP_FILENAME)
+    if directory and tf.io.gfile.exists(path):
+      return records.read_label_map(path)
+  return None
+
+
+def build_dataset(
+  config: ml_collections.ConfigDict,
+  *,
+  num_local_devices: int | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+) -> Dataset:
+  """Builds the dataset a resolved config describes.
+
+  Args:
+    config: a config resolved by `vivit_jax.config.resolve`.
+    num_local_devices: devices per host (default: jax.local_device_count()).
+    process_index: this host (default: jax.process_index()).
+    process_count: number of hosts (default: jax.process_count()).
+
+  Returns:
+    The Dataset.
+
+  Raises:
+    DataError: missing files, too few shards for the hosts, batch sizes that do
+      not divide, or a config that does not match the data.
+  """
+  devices = num_local_devices or jax.local_device_count()
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+  dc = config.dataset_configs
+  if config.dataset_name not in DATASET_NAMES:
+    raise DataError(
+      f'config.dataset_name={config.dataset_name!r}; expected one of {DATASET_NAMES}.'
+    )
+  if not dc.one_hot_labels:
+    raise DataError('dataset_configs.one_hot_labels=False is not supported: targets are one-hot.')
+  host_batch, eval_batch, test_batch = _batch_sizes(config, devices, count)
+  batches = {'train': host_batch, 'validation': eval_batch, 'test': test_batch}
+  label_names = None
+  if config.dataset_name == 'tfds':
+    from vivit_jax.data import tfds_source
+
+    splits, num_classes, label_names = tfds_source.tfds_splits(dc, index, count, batches)
+  else:
+    if dc.generate_synthetic_if_missing:
+      from vivit_jax.data import synthetic
+
+      synthetic.ensure_synthetic(config)
+    splits = _tfrecord_splits(dc, index, count, batches)
+    label_names = _label_names(dc, splits)
+    num_classes = dc.num_classes or (len(label_names) if label_names else None)
+  num_classes = _check_classes(dc, num_classes, label_names)
+  spec = pipeline.ClipSpec.from_config(dc, num_classes)
+  meta = {
+    'num_classes': num_classes,
+    'class_splits': tuple(dc.class_splits) if dc.class_splits else None,
+    'split_names': tuple(dc.split_names) if dc.split_names else None,
+    'target_is_onehot': True,
+    'multi_label': bool(dc.multi_label),
+    'input_shape': (dc.num_frames, dc.crop_size, dc.crop_size, 3),
+    'num_test_views': spec.num_views,
+    'label_names': label_names,
+    'host_batch_size': host_batch,
+    'eval_host_batch_size': eval_batch,
+    'test_host_batch_size': test_batch,
+  }
+  for split, key in (('train', 'train'), ('validation', 'eval'), ('test', 'test')):
+    meta[f'num_{key}_examples'] = splits[split].num_examples if split in splits else 0
+  return Dataset(
+    meta=meta,
+    spec=spec,
+    splits=splits,
+    num_devices=devices,
+    host_batch=host_batch,
+    eval_host_batch=eval_batch,
+    test_host_batch=test_batch,
+    seed=config.rng_seed,
+    process_index=index,
+    shuffle_buffer=dc.shuffle_buffer_size,
+    skip_corrupt=dc.skip_corrupt,
+  )
+
+
+def _check_classes(dc: ml_collections.ConfigDict, num_classes: int | None, names) -> int:
+  if dc.class_splits:
+    if not dc.split_names or len(dc.split_names) != len(dc.class_splits):
+      raise DataError('dataset_configs.split_names must name each entry of class_splits.')
+    total = sum(dc.class_splits)
+    if num_classes is not None and dc.num_classes is not None and num_classes != total:
+      raise DataError(
+        f'dataset_configs.num_classes={num_classes} differs from sum(class_splits)={total}.'
+      )
+    return total
+  if num_classes is None:
+    raise DataError(
+      f'Set dataset_configs.num_classes (no {records.LABEL_MAP_FILENAME} found beside the data).'
+    )
+  if names is not None and len(names) != num_classes and not dc.class_splits:
+    raise DataError(
+      f'dataset_configs.num_classes={num_classes} but the label map lists {len(names)} classes.'
+    )
+  return num_classes

@@ -1,0 +1,334 @@
+"""tf.data pipelines: records -> processed clips -> host batches.
+
+A source (`TFRecordSource`, `TfdsSource`) yields raw elements and parses them
+into records `{'encoded': string[N], 'label_index': int64[L], 'key': string[],
+'where': string[]}`. This module turns records into clips for each split and
+batches them. Problems found in a record (no frames, a frame that is not a
+complete JPEG, a bad label) travel with the clip as an `error` string and are
+then either raised, naming the record, or skipped and counted
+(`dataset_configs.skip_corrupt`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import ml_collections
+import tensorflow as tf
+from absl import logging
+
+from vivit_jax.data import augment, labels, rand_augment, sampling, video_ops
+
+ERROR_MARK = 'vivit_jax data error: '
+_ERROR_RE = re.compile(re.escape(ERROR_MARK) + r'(.*?)\]?\s*(\[\[|\Z|\n)', re.S)
+# Streams of random numbers folded from the seed, one per purpose.
+_SHUFFLE_STREAM, _CLIP_STREAM = 1, 2
+
+
+class Source(Protocol):
+  jpeg_only: bool
+
+  def ordered(self) -> tf.data.Dataset: ...
+
+  def epoch(self, seed: tf.Tensor) -> tf.data.Dataset: ...
+
+  def parse(self, raw: Any) -> dict[str, tf.Tensor]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipSpec:
+  """Static settings of clip making, read once from `dataset_configs`."""
+
+  num_frames: int
+  stride: int
+  min_resize: int
+  crop_size: int
+  zero_centering: bool
+  random_flip: bool
+  num_classes: int
+  class_splits: tuple[int, ...] | None
+  split_names: tuple[str, ...]
+  multi_label: bool
+  num_test_clips: int
+  three_crops: bool
+  augmentation: dict[str, Any]
+
+  @property
+  def num_views(self) -> int:
+    return self.num_test_clips * (3 if self.three_crops else 1)
+
+  @classmethod
+  def from_config(cls, dc: ml_collections.ConfigDict, num_classes: int) -> ClipSpec:
+    return cls(
+      num_frames=dc.num_frames,
+      stride=dc.stride,
+      min_resize=dc.min_resize,
+      crop_size=dc.crop_size,
+      zero_centering=dc.zero_centering,
+      random_flip=dc.random_flip,
+      num_classes=num_classes,
+      class_splits=tuple(dc.class_splits) if dc.class_splits else None,
+      split_names=tuple(dc.split_names or ()),
+      multi_label=dc.multi_label,
+      num_test_clips=dc.num_test_clips,
+      three_crops=dc.do_three_spatial_crops,
+      augmentation=dc.augmentation_params.to_dict(),
+    )
+
+
+def _checked_record(record: dict[str, tf.Tensor], spec: ClipSpec):
+  """Target, error and frames made safe to index when the record has none."""
+  target, error = labels.label_target(
+    record['label_index'],
+    num_classes=spec.num_classes,
+    class_splits=spec.class_splits,
+    multi_label=spec.multi_label,
+    head_names=spec.split_names,
+  )
+  encoded = record['encoded']
+  length = tf.shape(encoded)[0]
+  error = tf.where(
+    length == 0, 'has no frames (feature list image/encoded is missing or empty)', error
+  )
+  encoded = tf.cond(length > 0, lambda: encoded, lambda: tf.constant([b'']))
+  return target, error, encoded, length
+
+
+def _frame_error(
+  error: tf.Tensor, encoded: tf.Tensor, indices: tf.Tensor, jpeg_only: bool
+) -> tf.Tensor:
+  if not jpeg_only:
+    return error
+  flat = tf.reshape(indices, [-1])
+  bad = video_ops.first_bad_jpeg(tf.gather(encoded, flat))
+  message = tf.strings.format(
+    'has frame {} that is not a complete JPEG', tf.gather(flat, tf.maximum(bad, 0))
+  )
+  return tf.where(tf.logical_and(tf.equal(error, ''), bad >= 0), message, error)
+
+
+def _if_valid(error: tf.Tensor, make: Callable[[], tf.Tensor], shape: Sequence[int]) -> tf.Tensor:
+  return tf.cond(tf.equal(error, ''), make, lambda: tf.zeros(shape, tf.float32))
+
+
+def _output(record, video, target, error) -> dict[str, tf.Tensor]:
+  return {
+    'inputs': video,
+    'label': target,
+    'batch_mask': tf.constant(1.0),
+    'key': record['key'],
+    'where': record['where'],
+    'error': error,
+  }
+
+
+def train_clip(record: dict[str, tf.Tensor], seed: tf.Tensor, spec: ClipSpec, jpeg_only: bool):
+  """A randomly sampled and augmented clip: inputs f32[T,S,S,3]."""
+  target, error, encoded, length = _checked_record(record, spec)
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
+  error = _frame_error(error, encoded, indices, jpeg_only)
+  aug = spec.augmentation
+
+  def make() -> tf.Tensor:
+    frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
+    clip = video_ops.random_resized_crop(
+      frames,
+      min_resize=spec.min_resize,
+      crop_size=spec.crop_size,
+      scale_range=(aug['scale_min_factor'], aug['scale_max_factor'])
+      if aug['do_jitter_scale']
+      else None,
+      prob_scale=aug['prob_scale_jitter'],
+      seed=seeds[1],
+    )
+    return _augment(clip, spec, seeds[2])
+
+  shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
+  return _output(record, _if_valid(error, make, shape), target, error)
+
+
+def _augment(clip: tf.Tensor, spec: ClipSpec, seed: tf.Tensor) -> tf.Tensor:
+  """Flip, RandAugment, colour, normalisation and erasing of u8[T,S,S,3]."""
+  aug = spec.augmentation
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  if aug['do_rand_augment']:
+    clip01 = rand_augment.rand_augment(
+      tf.cast(clip, tf.float32) / 255.0,
+      num_layers=aug['rand_augment_num_layers'],
+      magnitude=aug['rand_augment_magnitude'],
+      seed=seeds[0],
+    )
+    clip = tf.saturate_cast(tf.round(clip01 * 255.0), tf.uint8)
+  colour = None
+  if aug['do_color_augment']:
+    # The contrast pivot: the clip's mean colour, from a subsample.
+    mean = tf.reduce_mean(tf.cast(clip[::4, ::4, ::4], tf.float32), axis=[0, 1, 2]) / 255.0
+    colour = augment.colour_transform(
+      mean, prob_color=aug['prob_color_augment'], prob_drop=aug['prob_color_drop'], seed=seeds[1]
+    )
+  flip = tf.constant(False)
+  if spec.random_flip:
+    flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
+  clip = augment.finish_clip(clip, flip=flip, colour=colour, zero_centering=spec.zero_centering)
+  if aug['do_random_erasing']:
+    low = -1.0 if spec.zero_centering else 0.0
+    clip = augment.random_erasing(clip, aug['prob_random_erasing'], seeds[3], low, 1.0)
+  return clip
+
+
+def eval_clip(record: dict[str, tf.Tensor], spec: ClipSpec, jpeg_only: bool):
+  """The centre window, short side resized, centre crop: inputs f32[T,S,S,3]."""
+  target, error, encoded, length = _checked_record(record, spec)
+  indices = sampling.centre_indices(length, spec.num_frames, spec.stride)
+  error = _frame_error(error, encoded, indices, jpeg_only)
+
+  def make() -> tf.Tensor:
+    frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
+    frames = video_ops.resize_short_side(frames, spec.min_resize)
+    return video_ops.normalise(video_ops.centre_crop(frames, spec.crop_size), spec.zero_centering)
+
+  shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
+  return _output(record, _if_valid(error, make, shape), target, error)
+
+
+def test_clip(record: dict[str, tf.Tensor], spec: ClipSpec, jpeg_only: bool):
+  """All views of one video: inputs f32[V,T,S,S,3], clip-major (v = clip * crops + crop)."""
+  target, error, encoded, length = _checked_record(record, spec)
+  t, s, clips = spec.num_frames, spec.crop_size, spec.num_test_clips
+  indices = sampling.multi_view_indices(length, t, spec.stride, clips)
+  error = _frame_error(error, encoded, indices, jpeg_only)
+
+  def make() -> tf.Tensor:
+    frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
+    shape = tf.shape(frames)
+    frames = tf.reshape(frames, tf.concat([[clips * t], shape[2:]], 0))
+    frames = video_ops.resize_short_side(frames, spec.min_resize)
+    if spec.three_crops:
+      views = video_ops.three_crops(frames, s)
+      views = tf.reshape(views, [3, clips, t, s, s, 3])
+      views = tf.transpose(views, [1, 0, 2, 3, 4, 5])
+    else:
+      views = video_ops.centre_crop(frames, s)
+    views = tf.reshape(views, [spec.num_views, t, s, s, 3])
+    return video_ops.normalise(views, spec.zero_centering)
+
+  shape = [spec.num_views, t, s, s, 3]
+  return _output(record, _if_valid(error, make, shape), target, error)
+
+
+class SkipCounter:
+  """Counts (and logs) records skipped because of bad data."""
+
+  def __init__(self) -> None:
+    self.count = 0
+    self._lock = threading.Lock()
+
+  def log(self, where: tf.Tensor, error: tf.Tensor) -> bool:
+    with self._lock:
+      self.count += 1
+      count = self.count
+    logging.warning(
+      'Skipping %s: %s (dataset_configs.skip_corrupt=True; %d records skipped so far).',
+      where.numpy().decode(),
+      error.numpy().decode(),
+      count,
+    )
+    return False
+
+
+def check_clips(ds: tf.data.Dataset, skip: SkipCounter | None) -> tf.data.Dataset:
+  """Raises on clips with an error, or drops and counts them when `skip` is given."""
+  if skip is None:
+
+    def check(clip):
+      message = tf.strings.join([ERROR_MARK, clip['where'], ' ', clip['error']])
+      ok = tf.debugging.Assert(tf.equal(clip['error'], ''), [message])
+      with tf.control_dependencies([ok]):
+        return {k: tf.identity(v) for k, v in clip.items() if k not in ('where', 'error')}
+
+    return ds.map(check)
+
+  def keep(clip) -> tf.Tensor:
+    return tf.cond(
+      tf.equal(clip['error'], ''),
+      lambda: tf.constant(True),
+      lambda: tf.py_function(skip.log, [clip['where'], clip['error']], tf.bool),
+    )
+
+  ds = ds.filter(keep)
+  return ds.map(lambda clip: {k: v for k, v in clip.items() if k not in ('where', 'error')})
+
+
+def data_error_message(error: tf.errors.OpError) -> str | None:
+  """The record and problem from a failed check, or None for other errors."""
+  match = _ERROR_RE.search(error.message)
+  return match.group(1).strip() if match else None
+
+
+def train_dataset(
+  source: Source,
+  spec: ClipSpec,
+  *,
+  host_batch: int,
+  seed: tf.Tensor,
+  start_example: int = 0,
+  examples_per_epoch: int | None = None,
+  shuffle_buffer: int,
+  skip: SkipCounter | None,
+) -> tf.data.Dataset:
+  """Infinite, shuffled, augmented batches {'inputs': f32[B,T,S,S,3], ...}.
+
+  Epoch e reads the files in an order and through a shuffle buffer seeded by
+  (seed, e), and clip n is augmented with a seed made from (seed, n), so the
+  stream depends only on the seed. Starting at example `start_example` skips
+  whole epochs without reading them and the rest of one epoch without decoding.
+  """
+  shuffle_seed = tf.random.experimental.stateless_fold_in(seed, _SHUFFLE_STREAM)
+  clip_seed = tf.random.experimental.stateless_fold_in(seed, _CLIP_STREAM)
+  first_epoch, offset = 0, 0
+  if start_example and examples_per_epoch:
+    first_epoch, offset = divmod(start_example, examples_per_epoch)
+
+  def epoch(e: tf.Tensor) -> tf.data.Dataset:
+    epoch_seed = tf.random.experimental.stateless_fold_in(shuffle_seed, e)
+    buffer_seed = tf.random.stateless_uniform(
+      [], epoch_seed, minval=None, maxval=None, dtype=tf.int64
+    )
+    return source.epoch(epoch_seed).shuffle(shuffle_buffer, seed=buffer_seed)
+
+  ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+  ds = ds.enumerate(start=start_example)
+
+  def process(n: tf.Tensor, raw: Any) -> dict[str, tf.Tensor]:
+    clip_key = tf.random.experimental.stateless_fold_in(clip_seed, n)
+    return train_clip(source.parse(raw), clip_key, spec, source.jpeg_only)
+
+  ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = check_clips(ds, skip)
+  return ds.batch(host_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(
+  source: Source, spec: ClipSpec, *, host_batch: int, multi_view: bool, skip: SkipCounter | None
+) -> tf.data.Dataset:
+  """One ordered pass; the last batch may be smaller (padded by the caller)."""
+  make = test_clip if multi_view else eval_clip
+  ds = source.ordered().map(
+    lambda raw: make(source.parse(raw), spec, source.jpeg_only),
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
+  )
+  ds = check_clips(ds, skip)
+  return ds.batch(host_batch).prefetch(tf.data.AUTOTUNE)
+
+
+def with_options(ds: tf.data.Dataset) -> tf.data.Dataset:
+  options = tf.data.Options()
+  options.deterministic = True
+  options.experimental_optimization.map_parallelization = True
+  return ds.with_options(options)

@@ -1,0 +1,187 @@
+"""A procedural video dataset whose classes are motions, for offline training.
+
+Each clip shows one asymmetric shape (a bar with a knob) on a textured
+background with a static distractor blob. The class is how the shape moves:
+
+  0 move_right  1 move_left  2 move_down  3 move_up
+  4 rotate_clockwise  5 rotate_counterclockwise  6 grow  7 shrink
+
+Reversing time maps every class onto its partner (right <-> left, ...), so a
+model that ignores frame order cannot tell the partners apart and scores at
+most 50%. Colours, sizes, speeds, start positions and the distractor are
+random. Generation is deterministic given the seed and writes DMVR-format
+shards `synthetic_<split>-0000i-of-0000N`, `label_map.txt` and, last,
+`synthetic_info.json`, whose presence marks a complete dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from vivit_jax.data import records
+from vivit_jax.data.sources import DataError
+
+CLASS_NAMES = (
+  'move_right',
+  'move_left',
+  'move_down',
+  'move_up',
+  'rotate_clockwise',
+  'rotate_counterclockwise',
+  'grow',
+  'shrink',
+)
+PREFIX = 'synthetic_'
+INFO_FILENAME = 'synthetic_info.json'
+VERSION = 1
+# split: (clips, shards); each split has its own random stream.
+SPLITS = {'train': (4096, 8), 'validation': (512, 2), 'test': (512, 2)}
+FPS = 25
+
+
+def table(split: str) -> str:
+  """The `dataset_configs.tables` entry of a synthetic split, e.g. 'synthetic_train@8'."""
+  return f'{PREFIX}{split}@{SPLITS[split][1]}'
+
+
+def _shape_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+  """The object in its own coordinates: a bar with a knob on one end, above."""
+  bar = (np.abs(u) < 1.0) & (np.abs(v) < 0.35)
+  knob = (np.abs(u - 0.6) < 0.4) & (v > 0.3) & (v < 0.95)
+  return bar | knob
+
+
+def render_clip(
+  label: int, rng: np.random.Generator, *, num_frames: int = 24, size: int = 32
+) -> np.ndarray:
+  """One clip of class `label`: u8[num_frames, size, size, 3]."""
+  t = np.arange(num_frames, dtype=np.float32) - (num_frames - 1) / 2
+  centre = rng.uniform(0.4, 0.6, 2) * size
+  radius = np.full(num_frames, rng.uniform(0.16, 0.24) * size, np.float32)
+  angle = np.full(num_frames, rng.uniform(0, 2 * np.pi), np.float32)
+  position = np.tile(centre, (num_frames, 1))
+  if label < 4:
+    direction = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]][label], np.float32)
+    speed = rng.uniform(0.45, 0.75) * size / 32
+    position = centre + t[:, None] * speed * direction
+  elif label < 6:
+    spin = rng.uniform(0.12, 0.22) * (1 if label == 4 else -1)
+    angle = angle + spin * t
+  else:
+    growth = rng.uniform(0.035, 0.05) * (1 if label == 6 else -1)
+    radius = radius * np.exp(growth * t)
+  grid = np.arange(size, dtype=np.float32) + 0.5
+  y, x = grid[None, :, None], grid[None, None, :]
+  dx = x - position[:, 0, None, None].astype(np.float32)
+  dy = y - position[:, 1, None, None].astype(np.float32)
+  c, s = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+  inv_r = 1.0 / radius[:, None, None]
+  # Screen y points down, so a growing angle turns the shape clockwise on screen.
+  mask = _shape_mask((c * dx + s * dy) * inv_r, (c * dy - s * dx) * inv_r)
+  blob_centre = rng.uniform(0.15, 0.85, 2) * size
+  blob_radius = rng.uniform(0.06, 0.1) * size
+  blob = (grid[:, None] - blob_centre[1]) ** 2 + (grid[None] - blob_centre[0]) ** 2 < blob_radius**2
+  background = rng.uniform(0, 90, 3) + rng.normal(0, 12, (size, size, 1))
+  background[blob] = rng.uniform(60, 200, 3)
+  colour = rng.uniform(140, 255, 3).astype(np.float32)
+  frames = np.where(mask[..., None], colour, background.astype(np.float32))
+  frames += rng.standard_normal(frames.shape, dtype=np.float32) * 4
+  return np.clip(np.round(frames), 0, 255).astype(np.uint8)
+
+
+@tf.function
+def _encode_all(frames: tf.Tensor) -> tf.Tensor:
+  return tf.map_fn(
+    lambda f: tf.io.encode_jpeg(f, quality=90), frames, fn_output_signature=tf.string
+  )
+
+
+def _clips(split: str, seed: int, num_frames: int, size: int) -> Iterator[tuple[int, bytes]]:
+  count, _ = SPLITS[split]
+  split_seed = [seed, list(SPLITS).index(split)]
+  rng = np.random.default_rng(split_seed)
+  labels = rng.permutation(np.arange(count) % len(CLASS_NAMES))
+  for i, label in enumerate(labels):
+    frames = render_clip(int(label), rng, num_frames=num_frames, size=size)
+    jpegs = [bytes(j) for j in _encode_all(frames).numpy()]
+    name = f'{PREFIX}{split}_{i:06d}'
+    example = records.make_sequence_example(
+      jpegs,
+      [int(label)],
+      label_texts=[CLASS_NAMES[label]],
+      filename=name,
+      start_us=0,
+      end_us=num_frames * 1_000_000 // FPS,
+    )
+    yield i, example.SerializeToString()
+
+
+def generate(output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int = 32) -> None:
+  """Writes the whole dataset into `output_dir` (shards, label map, info)."""
+  tf.io.gfile.makedirs(output_dir)
+  for split, (count, shards) in SPLITS.items():
+    writers, tmp_paths, final_paths = [], [], []
+    for shard in range(shards):
+      final = os.path.join(output_dir, f'{PREFIX}{split}-{shard:05d}-of-{shards:05d}')
+      tmp_paths.append(f'{final}.tmp-{os.getpid()}')
+      final_paths.append(final)
+      writers.append(tf.io.TFRecordWriter(tmp_paths[-1]))
+    for i, serialized in _clips(split, seed, num_frames, size):
+      writers[i % shards].write(serialized)
+    for writer, tmp, final in zip(writers, tmp_paths, final_paths, strict=True):
+      writer.close()
+      tf.io.gfile.rename(tmp, final, overwrite=True)
+    logging.info('Wrote %d synthetic %s clips to %s.', count, split, output_dir)
+  records.write_label_map(os.path.join(output_dir, records.LABEL_MAP_FILENAME), CLASS_NAMES)
+  info = _info(seed, num_frames, size)
+  with tf.io.gfile.GFile(os.path.join(output_dir, INFO_FILENAME), 'w') as f:
+    json.dump(info, f, indent=1)
+
+
+def _info(seed: int, num_frames: int, size: int) -> dict:
+  return {
+    'version': VERSION,
+    'seed': seed,
+    'num_frames': num_frames,
+    'size': size,
+    'splits': {k: list(v) for k, v in SPLITS.items()},
+  }
+
+
+def is_complete(output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int = 32) -> bool:
+  """Whether `output_dir` holds the finished dataset with these settings."""
+  path = os.path.join(output_dir, INFO_FILENAME)
+  if not tf.io.gfile.exists(path):
+    return False
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f) == _info(seed, num_frames, size)
+
+
+def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:
+  """Generates the synthetic dataset in `dataset_configs.base_dir` if it is missing.
+
+  Only acts when `dataset_configs.generate_synthetic_if_missing` is set and the
+  train table names the synthetic data (`synthetic_train@8`); a directory that
+  holds something else is left alone.
+
+  Returns:
+    True when the dataset was generated now.
+  """
+  dc = config.dataset_configs
+  train = dc.tables.get('train')
+  if not dc.generate_synthetic_if_missing or not str(train or '').startswith(PREFIX):
+    return False
+  if not dc.base_dir:
+    raise DataError('Set dataset_configs.base_dir: where to write the synthetic dataset.')
+  if is_complete(dc.base_dir):
+    return False
+  logging.info('Generating the synthetic dataset in %s (about a minute).', dc.base_dir)
+  generate(dc.base_dir)
+  return True
