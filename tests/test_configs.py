@@ -8,7 +8,7 @@ import pytest
 
 from vivit_jax.config import load_config_file, resolve
 from vivit_jax.models import build_model, input_shape, stats
-from vivit_jax.tools import model_stats
+from vivit_jax.models import stats as model_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
