@@ -1,0 +1,232 @@
+"""Performance measurement: timings, the matmul bound, compiled-step costs.
+
+Used by `vivit_jax.tools.benchmark`; kept apart from the tool so that it can be
+imported (by tests, by the ablation runner) without defining command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+
+import flax
+import flax.jax_utils
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from vivit_jax.config import resolve
+from vivit_jax.data.prefetch import prefetch_to_device
+from vivit_jax.models import build_model
+from vivit_jax.models import stats as stats_lib
+from vivit_jax.models.embedding import PatchEmbedding
+from vivit_jax.train import losses, optimizers, schedules, steps
+from vivit_jax.train import state as state_lib
+
+# name -> (attention_config.type, extra model settings)
+VARIANTS = {
+  'spacetime': ('spacetime', {}),
+  'factorized_encoder': ('factorized_encoder', {}),
+  'factorized_self_attention_block': ('factorized_self_attention_block', {}),
+  'factorized_dot_product_attention': ('factorized_dot_product_attention', {}),
+  'average_pool_baseline': ('factorized_encoder', {'spatial_only_baseline': True}),
+}
+
+
+def small_config() -> ml_collections.ConfigDict:
+  """ViViT-S/16x2: width 384, 12 layers, 6 heads, 8 frames of 112x112."""
+  config = resolve({})
+  model = config.model
+  model.hidden_size = 384
+  model.update(num_heads=6, mlp_dim=1536, num_layers=12)
+  model.spatial_transformer.update(num_heads=6, mlp_dim=1536, num_layers=12)
+  model.temporal_transformer.update(num_heads=6, mlp_dim=1536, num_layers=4)
+  model.patches.size = (16, 16, 2)
+  config.dataset_configs.update(num_classes=400, num_frames=8, crop_size=112)
+  return config
+
+
+def variant_config(base, name: str, **model_overrides) -> ml_collections.ConfigDict:
+  """`base` with the variant's attention type and the `gap` classifier (all support it)."""
+  config = ml_collections.ConfigDict(base.to_dict())
+  attention_type, extra = VARIANTS[name]
+  config.model.attention_config.type = attention_type
+  config.model.attention_config.spatial_only_baseline = extra.get('spatial_only_baseline', False)
+  config.model.classifier = 'gap'
+  config.model.update(model_overrides)
+  return config
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+  """Median wall time of `fn()` (blocked until ready) after two warm-up calls.
+
+  Two, because a step that feeds its output state back in compiles once for
+  the placement of its first input and once more for that of its own output.
+  """
+  for _ in range(2):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def matmul_peak(dtype: str, repeats: int, n: int | None = None) -> float:
+  """FLOP/s of a square matmul on the default device: the bound to compare with."""
+  n = n or (8192 if jax.default_backend() == 'gpu' else 1024)
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+  matmul = jax.jit(lambda a, b: a @ b)
+  return 2 * n**3 / median_seconds(lambda: matmul(a, b), repeats)
+
+
+def _flops_and_bytes(compiled) -> tuple[float, float]:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  memory = compiled.memory_analysis()
+  peak = 0.0
+  if memory is not None:
+    peak = (
+      memory.temp_size_in_bytes
+      + memory.argument_size_in_bytes
+      + memory.output_size_in_bytes
+      - memory.alias_size_in_bytes
+    )
+  return float(cost.get('flops', 0.0)), float(peak)
+
+
+@dataclasses.dataclass
+class Result:
+  name: str
+  params_m: float
+  gflops: float  # One clip's forward pass, multiply-adds.
+  train_s: float
+  infer_s: float
+  train_flops: float  # XLA's count for the whole step (flops, not MACs).
+  infer_flops: float
+  train_bytes: float
+  infer_bytes: float
+  device_peak_bytes: float | None = None
+
+
+def measure(config, batch_size: int, repeats: int, run: bool = True) -> Result:
+  """Compiles (and unless `run` is False, times) one variant's train and eval steps."""
+  config = resolve(config)
+  module = build_model(config)
+  data = config.dataset_configs
+  shape = (data.num_frames, data.crop_size, data.crop_size, 3)
+  num_classes = data.num_classes
+  abstract = stats_lib.abstract_params(module, shape)
+
+  schedule = schedules.build_schedule(config.lr_configs, total_steps=1000)
+  tx = optimizers.build_optimizer(config, schedule)
+  update = steps.make_update_fn(
+    apply_fn=module.apply, tx=tx, schedule=schedule, task=losses.Task(num_classes)
+  )
+  video = jnp.zeros((1, batch_size, *shape), jnp.float32)
+  batch = {
+    'inputs': video,
+    'label': jax.nn.one_hot(jnp.zeros((1, batch_size), jnp.int32), num_classes),
+    'batch_mask': jnp.ones((1, batch_size), jnp.float32),
+  }
+  infer = jax.jit(lambda p, x: module.apply({'params': p}, x, train=False))
+  devices = jax.local_devices()[:1]
+
+  params = state_lib.init_params(module, jax.random.key(0), shape)
+  state = state_lib.create_train_state(params, tx, jax.random.key(1))
+  # Placed as pmap places its outputs, so no call after the first recompiles.
+  state = flax.jax_utils.replicate(state, devices)
+  batch = next(prefetch_to_device(iter([batch]), 1, devices))
+  train_compiled = update.lower(state, batch).compile()
+  infer_compiled = infer.lower(params, video[0]).compile()
+  train_flops, train_bytes = _flops_and_bytes(train_compiled)
+  infer_flops, infer_bytes = _flops_and_bytes(infer_compiled)
+  train_s = infer_s = float('nan')
+  if run:
+    holder = {'state': state}
+
+    def train_step():
+      holder['state'], metrics = update(holder['state'], batch)
+      return metrics
+
+    train_s = median_seconds(train_step, repeats)
+    infer_s = median_seconds(lambda: infer(params, video[0]), repeats)
+  stats = devices[0].memory_stats() if jax.default_backend() == 'gpu' else None
+  return Result(
+    name='',
+    params_m=stats_lib.count_params(abstract) / 1e6,
+    gflops=infer_flops / 2 / batch_size / 1e9,
+    train_s=train_s,
+    infer_s=infer_s,
+    train_flops=train_flops,
+    infer_flops=infer_flops,
+    train_bytes=train_bytes,
+    infer_bytes=infer_bytes,
+    device_peak_bytes=(stats or {}).get('peak_bytes_in_use'),
+  )
+
+
+def embedding_comparison(config, batch_size: int, repeats: int) -> tuple[float, float]:
+  """Seconds of the tubelet embedding as reshape+matmul (ours) and as nn.Conv."""
+  data, model = config.dataset_configs, config.model
+  fh, fw, ft = model.patches.size
+  video = jnp.zeros((batch_size, data.num_frames, data.crop_size, data.crop_size, 3))
+  ours = PatchEmbedding(model.hidden_size, (ft, fh, fw))
+  conv = nn.Conv(model.hidden_size, (ft, fh, fw), strides=(ft, fh, fw), padding='VALID')
+  params = ours.init(jax.random.key(0), video)
+  times = []
+  for layer in (ours, conv):
+    fn = jax.jit(jax.grad(lambda p, x, layer=layer: layer.apply(p, x).sum()))
+    times.append(median_seconds(lambda fn=fn: fn(params, video), repeats))
+  return times[0], times[1]
+
+
+def input_pipeline_comparison(config, num_steps: int = 20) -> dict[str, float]:
+  """Train steps/s fed by the real input pipeline and on a batch already on the device.
+
+  Runs on the first local device with the config's own dataset and batch size,
+  so an input-bound configuration shows as a gap between the two rates.
+
+  Returns:
+    {'pipeline_steps_per_s', 'device_steps_per_s', 'clips_per_step'}.
+  """
+  from vivit_jax.data import build_dataset
+
+  config = resolve(config)
+  device = jax.local_devices()[:1]
+  dataset = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
+  module = build_model(config, dataset.meta['num_classes'])
+  schedule = schedules.build_schedule(config.lr_configs, total_steps=1000)
+  tx = optimizers.build_optimizer(config, schedule)
+  update = steps.make_update_fn(
+    apply_fn=module.apply,
+    tx=tx,
+    schedule=schedule,
+    task=losses.Task(dataset.meta['num_classes']),
+  )
+  params = state_lib.init_params(module, jax.random.key(0), dataset.meta['input_shape'])
+  state = state_lib.create_train_state(params, tx, jax.random.key(1))
+  state = flax.jax_utils.replicate(state, device)
+  batches = prefetch_to_device(dataset.train_iter(), 2, device)
+  fixed = next(batches)
+  state, _ = update(state, fixed)  # Compile.
+
+  def rate(next_batch) -> float:
+    nonlocal state
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(num_steps):
+      state, metrics = update(state, next_batch())
+    jax.block_until_ready(metrics)
+    return num_steps / (time.perf_counter() - start)
+
+  return {
+    'pipeline_steps_per_s': rate(lambda: next(batches)),
+    'device_steps_per_s': rate(lambda: fixed),
+    'clips_per_step': float(fixed['inputs'].shape[1]),
+  }
