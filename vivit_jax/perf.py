@@ -78,7 +78,7 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 def matmul_peak(dtype: str, repeats: int, n: int | None = None) -> float:
   """FLOP/s of a square matmul on the default device: the bound to compare with."""
-  n = n or (8192 if jax.default_backend() == 'gpu' else 1024)
+  n = n or (8192 if jax.default_backend() == 'gpu' else 2048)
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)
   matmul = jax.jit(lambda a, b: a @ b)
