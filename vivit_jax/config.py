@@ -105,6 +105,9 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   d.split_names = config_dict.placeholder(tuple)
   d.num_frames = 32
   d.stride = 2
+  # Frame rate of the dataset's frames (make_tfrecords --fps, default 25): the
+  # rate at which vivit_jax.tools.predict resamples a video before sampling clips.
+  d.fps = 25.0
   d.min_resize = 256
   d.crop_size = 224
   d.one_hot_labels = True

@@ -38,7 +38,9 @@ def decay_mask(params) -> object:
   return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
-def build_optimizer(config: ml_collections.ConfigDict, schedule: Schedule) -> optax.GradientTransformation:
+def build_optimizer(
+  config: ml_collections.ConfigDict, schedule: Schedule
+) -> optax.GradientTransformation:
   """Returns the optax optimiser the config names.
 
   `momentum` (the paper's: SGD with heavy-ball momentum), `sgd` (no momentum),

@@ -53,4 +53,6 @@ def init_params(module: nn.Module, rng: jax.Array, input_shape: tuple[int, ...])
 
 def create_train_state(params: Any, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
   """Returns the state at step 0 for `params` (host-local, not replicated)."""
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
+  return TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng
+  )

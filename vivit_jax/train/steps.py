@@ -23,7 +23,7 @@ Batch = dict[str, jax.Array]
 
 
 def _clip_by_global_norm(grads: Any, max_norm: float | None) -> tuple[Any, jax.Array]:
-  norm = optax.global_norm(grads)
+  norm = optax.tree.norm(grads)
   if not max_norm:
     return grads, norm
   scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
@@ -64,7 +64,8 @@ def make_update_fn(
     A function of a replicated state and a batch {'inputs': f32[D, B, T, H, W, 3],
     'label': f32[D, B, C], 'batch_mask': f32[D, B]} returning the new state
     and replicated metrics f32[D] ('loss', 'total_loss', 'top1', 'top5',
-    'learning_rate', 'grad_norm', 'finite'). Both arguments are donated.
+    'learning_rate', 'grad_norm', 'finite'). The state is donated; the batch
+    is not, since no output has its shape and XLA could not reuse it.
   """
   mixing = bool(mixup_alpha) or bool(cutmix_alpha)
 
@@ -117,7 +118,7 @@ def make_update_fn(
     new_state = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new_state, state)
     return new_state, metrics
 
-  return jax.pmap(update, axis_name=AXIS, donate_argnums=(0, 1))
+  return jax.pmap(update, axis_name=AXIS, donate_argnums=(0,))
 
 
 def _combine_views(view_logits: jax.Array, task: losses.Task, softmax: bool) -> jax.Array:

@@ -1,0 +1,81 @@
+"""Train and evaluate ViViT: `python main.py --config=configs/k400_fe.py --workdir=DIR`.
+
+Override any config key on the command line, e.g. `--config.batch_size=32`
+(the config is locked, so a misspelt key is an error). The same command runs
+on this CPU, a GPU, or every host of a TPU pod; for GPU/CPU clusters give
+`--coordinator_address`, `--num_processes` and `--process_id` on each host.
+Rerunning the same command resumes from the latest checkpoint in the workdir.
+"""
+
+import logging as pylogging
+import os
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from vivit_jax.train import trainer
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and results.')
+flags.DEFINE_enum(
+  'distributed',
+  'auto',
+  ['auto', 'on', 'off'],
+  'Call jax.distributed.initialize(): auto = when --coordinator_address is given or a '
+  'TPU pod / SLURM / Open MPI environment is detected.',
+)
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (GPU/CPU clusters).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (GPU/CPU clusters).')
+flags.DEFINE_integer('process_id', None, 'This process (0..num_processes-1).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+# Environment variables that mean "one of several processes" to JAX's
+# cluster auto-detection.
+_CLUSTER_ENV = ('TPU_WORKER_HOSTNAMES', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
+
+
+def _initialize_distributed() -> None:
+  if FLAGS.coordinator_address:
+    # CPU clusters need a collectives backend for cross-process psum.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(
+      coordinator_address=FLAGS.coordinator_address,
+      num_processes=FLAGS.num_processes,
+      process_id=FLAGS.process_id,
+    )
+  elif FLAGS.distributed == 'on' or (
+    FLAGS.distributed == 'auto' and any(os.environ.get(k) for k in _CLUSTER_ENV)
+  ):
+    jax.distributed.initialize()
+
+
+class _QuietLibraries(pylogging.Filter):
+  """Drops Orbax's per-save INFO chatter so the training log stays readable."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  if FLAGS.distributed != 'off':
+    _initialize_distributed()
+  logging.info(
+    'JAX process %d of %d, devices: %s', jax.process_index(), jax.process_count(), jax.devices()
+  )
+  results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if jax.process_index() == 0:
+    workdir = os.path.abspath(FLAGS.workdir)
+    for split in ('validation', 'test'):
+      if split in results:
+        print(f'{split}: ' + ', '.join(f'{k} {v:.4f}' for k, v in sorted(results[split].items())))
+    print(f'Results: {os.path.join(workdir, "results.json")}')
+    print(f'TensorBoard logs: {workdir}\n  tensorboard --logdir {workdir}', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,125 @@
+"""Test doubles shared by the trainer tests: a tiny model and an in-memory dataset.
+
+The fake dataset implements the interface of `vivit_jax.data.build_dataset`
+(meta, train_iter, eval_iter, test_iter) on a handful of clips whose class is
+readable from their mean colour, so a tiny model learns it in a few steps.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+
+class TinyModel(nn.Module):
+  """Pools each frame's colour, then a 2-layer MLP: f32[B,T,H,W,3] -> f32[B,C]."""
+
+  num_classes: int
+  width: int = 16
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, video, train: bool = False):
+    x = jnp.mean(video, axis=(2, 3)).reshape(video.shape[0], -1)
+    x = nn.gelu(nn.Dense(self.width)(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return nn.Dense(self.num_classes)(x)
+
+
+def make_clips(num: int, num_classes: int, shape=(4, 8, 8, 3), seed: int = 0):
+  """Clips whose colour channel `label % 3` is bright: (f32[N,T,H,W,3], i32[N])."""
+  rng = np.random.default_rng(seed)
+  labels = np.arange(num) % num_classes
+  clips = rng.normal(0.0, 0.1, (num, *shape)).astype(np.float32)
+  for i, y in enumerate(labels):
+    clips[i, ..., y % 3] += 1.0 if y < 3 else -1.0
+  return clips, labels
+
+
+class FakeDataset:
+  """In-memory stand-in for `vivit_jax.data.Dataset`.
+
+  Args:
+    num_devices: local devices D; batches are f32[D, B/D, ...].
+    batch_size, eval_batch_size: global batch sizes.
+    num_train, num_eval, num_test: examples per split.
+    num_views: test views per clip.
+  """
+
+  def __init__(
+    self,
+    *,
+    num_devices: int,
+    batch_size: int = 16,
+    eval_batch_size: int = 8,
+    num_classes: int = 6,
+    num_train: int = 48,
+    num_eval: int = 13,
+    num_test: int = 11,
+    num_views: int = 2,
+    shape=(4, 8, 8, 3),
+  ):
+    self.num_devices = num_devices
+    self.batch_size = batch_size
+    self.eval_batch_size = eval_batch_size
+    self.num_classes = num_classes
+    self.num_views = num_views
+    self.splits = {
+      'train': make_clips(num_train, num_classes, shape, seed=0),
+      'validation': make_clips(num_eval, num_classes, shape, seed=1),
+      'test': make_clips(num_test, num_classes, shape, seed=2),
+    }
+    self.meta = {
+      'num_classes': num_classes,
+      'class_splits': None,
+      'split_names': None,
+      'multi_label': False,
+      'num_train_examples': num_train,
+      'num_eval_examples': num_eval,
+      'num_test_examples': num_test,
+      'input_shape': tuple(shape),
+      'label_names': [f'class{i}' for i in range(num_classes)],
+    }
+    self.train_starts = []
+
+  def _shard(self, x):
+    return x.reshape(self.num_devices, -1, *x.shape[1:])
+
+  def train_iter(self, start_step: int = 0):
+    self.train_starts.append(start_step)
+    clips, labels = self.splits['train']
+    n, step = len(labels), start_step
+    while True:
+      idx = (np.arange(self.batch_size) + step * self.batch_size) % n
+      yield {
+        'inputs': self._shard(clips[idx]),
+        'label': self._shard(np.eye(self.num_classes, dtype=np.float32)[labels[idx]]),
+        'batch_mask': self._shard(np.ones(self.batch_size, np.float32)),
+      }
+      step += 1
+
+  def _one_pass(self, split: str, views: int):
+    clips, labels = self.splits[split]
+    n, bs = len(labels), self.eval_batch_size
+    for start in range(0, n, bs):
+      idx = np.arange(start, start + bs)
+      valid = idx < n
+      idx = np.where(valid, idx, 0)
+      x = clips[idx]
+      if views:
+        # View v is the clip shifted by v / 10: the average of the views'
+        # logits differs from any single view's.
+        x = np.stack([x + 0.1 * v for v in range(views)], axis=1)
+      yield {
+        'inputs': self._shard(x),
+        'label': self._shard(np.eye(self.num_classes, dtype=np.float32)[labels[idx]]),
+        'batch_mask': self._shard(valid.astype(np.float32)),
+        'key': self._shard(np.array([f'{split}_{i}' for i in idx])),
+      }
+
+  def eval_iter(self, split: str = 'validation'):
+    return self._one_pass(split, views=0)
+
+  def test_iter(self):
+    return self._one_pass('test', views=self.num_views)

@@ -1,0 +1,209 @@
+"""`VideoClassifier`: a trained ViViT applied to videos as the test split is evaluated.
+
+A video becomes `num_test_clips` x (1 or 3) views through the evaluation
+pipeline's own `test_clip` (see preprocess.py), and the views are scored by
+the trainer's own multi-view step (`steps.make_eval_fn(multiview=True)`), so a
+clip gets the scores evaluation gives it: logits averaged over views, or
+probabilities when `config.multicrop_softmax_logits` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from vivit_jax import config as config_lib
+from vivit_jax.data import pipeline, records
+from vivit_jax.inference import checkpoint as checkpoint_lib
+from vivit_jax.inference import preprocess
+from vivit_jax.models import build_model, input_shape
+from vivit_jax.train import losses, steps
+
+
+@dataclasses.dataclass
+class Prediction:
+  """Scores of one video.
+
+  Attributes:
+    scores: f32[C] probabilities: softmax per head (sigmoid when multi-label)
+      of the view-averaged output, as evaluation's prediction files write them.
+    num_frames: frames of the video at the dataset's frame rate.
+    looped: the video was shorter than a clip and its frames were repeated.
+  """
+
+  scores: np.ndarray
+  num_frames: int
+  looped: bool
+
+
+def _probabilities(logits: np.ndarray, task: losses.Task) -> np.ndarray:
+  """f32[..., C] combined logits -> probabilities, per head."""
+  logits = np.asarray(logits, np.float64)
+  if task.multi_label:
+    return (1 / (1 + np.exp(-logits))).astype(np.float32)
+  out = []
+  for start, stop in task.heads:
+    head = logits[..., start:stop]
+    e = np.exp(head - head.max(axis=-1, keepdims=True))
+    out.append(e / e.sum(axis=-1, keepdims=True))
+  return np.concatenate(out, axis=-1).astype(np.float32)
+
+
+def _check_params(module, params: Any, shape: tuple[int, ...]) -> None:
+  """Raises ValueError naming the first parameters that do not fit the config's model."""
+  expected = jax.eval_shape(
+    lambda: module.init(jax.random.key(0), np.zeros((1, *shape), np.float32), train=False)
+  )['params']
+  want = {'/'.join(map(str, k)): v.shape for k, v in _flat(expected)}
+  got = {'/'.join(map(str, k)): np.shape(v) for k, v in _flat(params)}
+  problems = [f'missing {k}' for k in sorted(want.keys() - got.keys())]
+  problems += [f'unexpected {k}' for k in sorted(got.keys() - want.keys())]
+  problems += [
+    f'{k}: checkpoint {got[k]} vs model {want[k]}'
+    for k in sorted(want.keys() & got.keys())
+    if tuple(got[k]) != tuple(want[k])
+  ]
+  if problems:
+    raise ValueError(
+      f"The checkpoint does not fit the config's model ({len(problems)} problems): "
+      + '; '.join(problems[:5])
+    )
+
+
+def _flat(tree: Any) -> list[tuple[tuple[str, ...], Any]]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return [(tuple(getattr(p, 'key', p) for p in path), v) for path, v in leaves]
+
+
+class VideoClassifier:
+  """Classifies videos with a trained model, exactly as the test split is evaluated.
+
+  Args:
+    config: the experiment config the model was trained with.
+    params: the model parameters.
+    label_names: class names (line i of label_map.txt is class i), or None.
+    jpeg_quality: None feeds frames losslessly; 90 reproduces the JPEG frames
+      `make_tfrecords` writes (inputs then equal those of the converted data).
+
+  Example:
+    >>> clf = VideoClassifier.from_checkpoint(config, '/tmp/workdir')
+    >>> clf.predict_file('cat.mp4').scores.argmax()
+  """
+
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    params: Any,
+    *,
+    label_names: Sequence[str] | None = None,
+    jpeg_quality: int | None = None,
+  ):
+    self.config = config_lib.resolve(config)
+    dc = self.config.dataset_configs
+    kernel = params.get('output_projection', {}).get('kernel')
+    num_classes = int(np.shape(kernel)[-1]) if kernel is not None else None
+    self.module = build_model(self.config, num_classes)
+    self.input_shape = input_shape(self.config)
+    _check_params(self.module, params, self.input_shape)
+    num_classes = num_classes or int(sum(dc.class_splits or ()) or dc.num_classes)
+    self.task = losses.Task(
+      num_classes=num_classes,
+      class_splits=tuple(dc.class_splits) if dc.class_splits else None,
+      split_names=tuple(dc.split_names) if dc.split_names else None,
+      multi_label=bool(dc.multi_label),
+    )
+    if label_names is not None and len(label_names) != num_classes:
+      raise ValueError(f'{len(label_names)} label names for a model of {num_classes} classes.')
+    self.label_names = list(label_names) if label_names is not None else None
+    self.spec = pipeline.ClipSpec.from_config(dc, num_classes)
+    self.jpeg_quality = jpeg_quality
+    self.params = params
+    # The trainer's test step, on one device: params and inputs get a device axis of 1.
+    self._step = steps.make_eval_fn(
+      apply_fn=self.module.apply,
+      task=self.task,
+      multiview=True,
+      softmax_average=self.config.multicrop_softmax_logits,
+    )
+    self._replicated = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], params)
+
+  @classmethod
+  def from_checkpoint(
+    cls,
+    config: ml_collections.ConfigDict | str,
+    checkpoint: str,
+    *,
+    label_map: str | None = None,
+    jpeg_quality: int | None = None,
+  ) -> VideoClassifier:
+    """Loads the params of a workdir, Orbax step directory or msgpack checkpoint.
+
+    Args:
+      config: the config, or the path of its file.
+      checkpoint: see `vivit_jax.inference.checkpoint.load_params`.
+      label_map: class names, one a line; default: `label_map.txt` in the
+        dataset's `base_dir` when it exists.
+      jpeg_quality: see the class.
+    """
+    if isinstance(config, str):
+      config = config_lib.load_config_file(config)
+    params, _ = checkpoint_lib.load_params(checkpoint)
+    if label_map is None:
+      base_dir = config_lib.resolve(config).dataset_configs.base_dir
+      default = os.path.join(base_dir, 'label_map.txt') if base_dir else ''
+      label_map = default if default and os.path.isfile(default) else None
+    names = records.read_label_map(label_map) if label_map else None
+    return cls(config, params, label_names=names, jpeg_quality=jpeg_quality)
+
+  def views(self, frames: np.ndarray) -> preprocess.Views:
+    """The test views of u8[N, H, W, 3] frames (at the dataset's fps): f32[V, T, S, S, 3]."""
+    return preprocess.multi_view_inputs(frames, self.spec, jpeg_quality=self.jpeg_quality)
+
+  def decode(self, path: str) -> np.ndarray:
+    """u8[N, H, W, 3]: `path` decoded at the dataset's fps and min_resize (as make_tfrecords)."""
+    dc = self.config.dataset_configs
+    return preprocess.decode_file(path, fps=dc.fps, min_resize=dc.min_resize)
+
+  def logits(self, inputs: np.ndarray) -> np.ndarray:
+    """f32[B, V, T, S, S, 3] views -> f32[B, C] view-averaged logits (evaluation's step)."""
+    out = self._step(self._replicated, np.asarray(inputs, np.float32)[None])
+    return np.asarray(out)[0]
+
+  def scores(self, logits: np.ndarray) -> np.ndarray:
+    """f32[..., C] combined logits -> probabilities (softmax per head, or sigmoid)."""
+    return _probabilities(logits, self.task)
+
+  def predict_views(self, views: Sequence[preprocess.Views]) -> list[Prediction]:
+    """Scores several videos' views in one batch."""
+    scores = self.scores(self.logits(np.stack([v.inputs for v in views])))
+    return [Prediction(s, v.num_frames, v.looped) for s, v in zip(scores, views, strict=True)]
+
+  def predict(self, frames: np.ndarray) -> Prediction:
+    """Scores one video given as u8[N, H, W, 3] (or [N, H, W]) frames at the dataset's fps."""
+    return self.predict_views([self.views(frames)])[0]
+
+  def predict_file(self, path: str) -> Prediction:
+    """Scores one video file (decoded with PyAV at the dataset's fps)."""
+    return self.predict(self.decode(path))
+
+  def top_k(self, scores: np.ndarray, k: int) -> dict[str, list[dict[str, Any]]]:
+    """The k best classes of each head: {head: [{'index', 'label', 'score'}, ...]}."""
+    out = {}
+    for name, (start, stop) in zip(self.task.head_names, self.task.heads, strict=True):
+      head = scores[start:stop]
+      order = np.argsort(-head, kind='stable')[:k]
+      out[name] = [
+        {
+          'index': int(c),
+          'label': self.label_names[start + c] if self.label_names else str(int(c)),
+          'score': float(head[c]),
+        }
+        for c in order
+      ]
+    return out

@@ -1,0 +1,117 @@
+"""Many video files through a VideoClassifier: expansion, batching, tables, JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TextIO
+
+VIDEO_EXTENSIONS = ('.mp4', '.m4v', '.mov', '.avi', '.mkv', '.webm', '.mpg', '.mpeg', '.wmv')
+
+
+def expand(paths: Sequence[str]) -> list[str]:
+  """Files as given; directories replaced by their video files, sorted, recursively."""
+  out = []
+  for path in paths:
+    if not os.path.isdir(path):
+      out.append(path)
+      continue
+    for root, dirs, files in os.walk(path):
+      dirs.sort()
+      out += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(VIDEO_EXTENSIONS)]
+  return out
+
+
+def format_table(path: str, record: dict) -> str:
+  """A video's top-k classes as a small text table."""
+  note = ', looped: shorter than one clip' if record['looped'] else ''
+  lines = [f'{path}  ({record["num_frames"]} frames{note})']
+  heads = record['top_k']
+  heads = heads if isinstance(heads, dict) else {'': heads}
+  for head, rows in heads.items():
+    if head:
+      lines.append(f'  [{head}]')
+    width = max([len(r['label']) for r in rows] + [5])
+    lines.append(f'  {"rank":>4}  {"label":<{width}}  {"prob":>7}')
+    for rank, row in enumerate(rows, 1):
+      lines.append(f'  {rank:>4}  {row["label"]:<{width}}  {row["score"]:7.4f}')
+  return '\n'.join(lines)
+
+
+def _decoded(
+  classifier, paths: Sequence[str], errors: list[tuple[str, str]]
+) -> Iterator[tuple[str, object]]:
+  """(path, views) of every readable file; failures are appended to `errors`."""
+  for path in paths:
+    try:
+      yield path, classifier.views(classifier.decode(path))
+    except Exception as e:  # noqa: BLE001 - any decoder failure skips this file.
+      errors.append((path, f'cannot read the video ({type(e).__name__}: {e})'))
+
+
+def predict_files(
+  classifier,
+  paths: Sequence[str],
+  *,
+  top_k: int = 5,
+  batch_size: int = 4,
+  output: str | None = None,
+  out: TextIO = sys.stdout,
+  err: TextIO = sys.stderr,
+  progress: bool = True,
+) -> int:
+  """Predicts every file, prints tables, writes JSON lines; returns the number of failures.
+
+  Batches are padded to `batch_size` views so that one compiled step serves all.
+  """
+  from tqdm import tqdm
+
+  errors: list[tuple[str, str]] = []
+  sink = open(output + '.tmp', 'w') if output else None
+  bar = tqdm(total=len(paths), unit='video', file=err, disable=not progress)
+  try:
+    batch: list = []
+    failed = 0
+    stream = _decoded(classifier, paths, errors)
+    while True:
+      item = next(stream, None)
+      for path, message in errors[failed:]:
+        bar.write(f'ERROR: {path}: {message}', file=err)
+      bar.update(len(errors) - failed)
+      failed = len(errors)
+      if item is not None:
+        batch.append(item)
+      if batch and (item is None or len(batch) == batch_size):
+        views = [v for _, v in batch]
+        padded = views + [views[0]] * (batch_size - len(views))
+        predictions = classifier.predict_views(padded)[: len(views)]
+        for (path, _), pred in zip(batch, predictions, strict=True):
+          heads = classifier.top_k(pred.scores, top_k)
+          record = {
+            'video': path,
+            'num_frames': pred.num_frames,
+            'looped': pred.looped,
+            'top_k': heads if len(heads) > 1 else next(iter(heads.values())),
+          }
+          if pred.looped:
+            bar.write(f'Note: {path} is shorter than one clip; its frames were looped.', file=err)
+          bar.write(format_table(path, record), file=out)
+          if sink:
+            sink.write(json.dumps(record) + '\n')
+        bar.update(len(batch))
+        batch = []
+      if item is None:
+        break
+  finally:
+    bar.close()
+    if sink:
+      for path, message in errors:
+        sink.write(json.dumps({'video': path, 'error': message}) + '\n')
+      sink.close()
+      os.replace(output + '.tmp', output)
+  if errors:
+    names = ', '.join(path for path, _ in errors)
+    print(f'{len(errors)} of {len(paths)} videos could not be read: {names}', file=err)
+  return len(errors)

@@ -1,0 +1,113 @@
+"""Video files and frame arrays -> the multi-view test inputs of evaluation.
+
+Nothing here re-implements the pipeline: a video's frames are put in a record
+shaped like the ones the TFRecord source yields and handed to
+`vivit_jax.data.pipeline.test_clip`, the function that makes the test views
+in evaluation. Only the frames the test sampling picks are encoded, losslessly
+as PNG by default; with `jpeg_quality` they are JPEG-encoded as
+`make_tfrecords` stores them, so that a video gives exactly the inputs that
+evaluating its converted TFRecord gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from vivit_jax.data import pipeline, sampling
+from vivit_jax.tools import make_tfrecords
+
+
+@dataclasses.dataclass(frozen=True)
+class Views:
+  """The test views of one video.
+
+  Attributes:
+    inputs: f32[V, T, S, S, 3], clip-major (v = clip * crops + crop).
+    num_frames: frames of the video at the dataset's frame rate.
+    looped: the video is shorter than one clip, so its frames were repeated.
+  """
+
+  inputs: np.ndarray
+  num_frames: int
+  looped: bool
+
+
+def decode_file(path: str, *, fps: float, min_resize: int) -> np.ndarray:
+  """Decodes a video as `make_tfrecords` does: resampled to `fps`, short side `min_resize`.
+
+  Args:
+    path: any file PyAV (FFmpeg) reads.
+    fps: frames per second of the output (the dataset's `fps`).
+    min_resize: short side of the output frames (0 keeps the size).
+
+  Returns:
+    u8[N, H, W, 3]; grayscale and other pixel formats are converted to RGB.
+
+  Raises:
+    Exception: whatever PyAV raises for an unreadable file, or ValueError for
+      a file without video frames.
+  """
+  frames = make_tfrecords.decode_video(path, fps=fps, min_resize=min_resize, start=None, end=None)
+  return np.stack(frames)
+
+
+def as_rgb(frames: np.ndarray) -> np.ndarray:
+  """u8[T, H, W], [T, H, W, 1] or [T, H, W, 3] -> u8[T, H, W, 3]."""
+  frames = np.asarray(frames)
+  if frames.dtype != np.uint8:
+    raise ValueError(f'Frames must be uint8 in [0, 255]; got {frames.dtype}.')
+  if frames.ndim == 3:
+    frames = frames[..., None]
+  if frames.ndim != 4 or frames.shape[-1] not in (1, 3) or frames.shape[0] == 0:
+    raise ValueError(f'Frames must be [T, H, W, 3] (or grayscale [T, H, W]); got {frames.shape}.')
+  if frames.shape[-1] == 1:
+    frames = np.repeat(frames, 3, axis=-1)
+  return frames
+
+
+def _encode(frame: np.ndarray, jpeg_quality: int | None) -> bytes:
+  if jpeg_quality is None:
+    return tf.io.encode_png(frame).numpy()
+  return tf.io.encode_jpeg(frame, quality=jpeg_quality).numpy()
+
+
+def multi_view_inputs(
+  frames: np.ndarray, spec: pipeline.ClipSpec, *, jpeg_quality: int | None = None
+) -> Views:
+  """The multi-view test inputs of a video, made by the evaluation pipeline's `test_clip`.
+
+  Args:
+    frames: u8[N, H, W, 3] (or grayscale [N, H, W]) at the dataset's frame rate.
+    spec: clip settings (`ClipSpec.from_config(config.dataset_configs, ...)`).
+    jpeg_quality: None encodes the sampled frames losslessly (PNG); a quality
+      reproduces `make_tfrecords`'s JPEG frames (it uses 90).
+
+  Returns:
+    The views, f32[V, T, S, S, 3] with V = num_test_clips x (1 or 3 crops).
+  """
+  frames = as_rgb(frames)
+  length = len(frames)
+  indices = sampling.multi_view_indices(length, spec.num_frames, spec.stride, spec.num_test_clips)
+  # Frames no view uses stay empty: test_clip decodes only the sampled ones.
+  encoded = [b''] * length
+  for i in np.unique(indices.numpy()):
+    encoded[int(i)] = _encode(frames[int(i)], jpeg_quality)
+  # Labels play no part in the inputs; one class keeps label checks trivial.
+  label_spec = dataclasses.replace(
+    spec, num_classes=1, class_splits=None, split_names=(), multi_label=False
+  )
+  record = {
+    'encoded': tf.constant(encoded),
+    'label_index': tf.constant([0], tf.int64),
+    'key': tf.constant(''),
+    'where': tf.constant('frames'),
+  }
+  out = pipeline.test_clip(record, label_spec, jpeg_only=jpeg_quality is not None)
+  error = out['error'].numpy().decode()
+  if error:
+    raise ValueError(f'Could not make the test views: {error}.')
+  span = sampling.clip_span(spec.num_frames, spec.stride)
+  return Views(inputs=out['inputs'].numpy(), num_frames=length, looped=length < span)

@@ -1,0 +1,67 @@
+r"""Classifies video files with a trained ViViT, as the test split is evaluated.
+
+  python -m vivit_jax.tools.predict --config=configs/k400_fe.py --checkpoint=/tmp/workdir \
+      [--label_map=label_map.txt] [--top_k=5] [--output=preds.jsonl] [--batch_size=4] \
+      VIDEO [VIDEO | DIR ...]
+
+Each video is decoded with PyAV at `dataset_configs.fps` (short side
+`min_resize`, as make_tfrecords writes the data), cut into the multi-view test
+views (`num_test_clips` windows x 1 or 3 crops) by the evaluation pipeline and
+scored by the trainer's multi-view step; a table of the top-k classes is
+printed per video. Directories are searched recursively for video files. A
+file that cannot be read is reported and skipped, and the exit status is 1 at
+the end; a video shorter than a clip is looped, and a note says so.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from vivit_jax.inference import files
+
+# Decoding reuses make_tfrecords, whose flags include --label_map and
+# --jpeg_quality: it is imported first so that the definitions below replace
+# those (allow_override) rather than clash with them.
+from vivit_jax.tools import make_tfrecords  # noqa: F401
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
+_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir or msgpack file.')
+_LABEL_MAP = flags.DEFINE_string('label_map', None, 'Class names, one a line.', allow_override=True)
+_TOP_K = flags.DEFINE_integer('top_k', 5, 'Classes shown per video.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Write one JSON line per video here.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 4, 'Videos per forward pass.')
+_JPEG_QUALITY = flags.DEFINE_integer(
+  'jpeg_quality',
+  None,
+  'JPEG-encode frames as make_tfrecords does (90) instead of lossless.',
+  allow_override=True,
+)
+
+
+def main(argv: Sequence[str]) -> None:
+  for flag, value in (('--config', _CONFIG.value), ('--checkpoint', _CHECKPOINT.value)):
+    if not value:
+      raise app.UsageError(f'{flag} is required.')
+  paths = files.expand(argv[1:])
+  if not paths:
+    raise app.UsageError('Give at least one video file or directory.')
+  from vivit_jax.inference import VideoClassifier
+
+  classifier = VideoClassifier.from_checkpoint(
+    _CONFIG.value,
+    _CHECKPOINT.value,
+    label_map=_LABEL_MAP.value,
+    jpeg_quality=_JPEG_QUALITY.value,
+  )
+  failures = files.predict_files(
+    classifier, paths, top_k=_TOP_K.value, batch_size=_BATCH_SIZE.value, output=_OUTPUT.value
+  )
+  sys.exit(1 if failures else 0)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,138 @@
+"""Orbax checkpoints of the train state, and preemption (SIGTERM) handling.
+
+Checkpoints live in `workdir/checkpoints/<step>`; writes are asynchronous
+(training goes on while the files are written) and atomic (a step directory
+appears only once complete), so a killed run never leaves a half-written
+checkpoint as the latest. Every process calls `save`; Orbax coordinates the
+hosts and only the primary one writes the (host-local, replicated) arrays.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+import flax
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
+
+from vivit_jax.train.state import TrainState
+
+
+def unreplicate_to_host(tree: Any) -> Any:
+  """The first local device's copy of a replicated pytree, as numpy arrays.
+
+  Reads that device's buffer directly: no compiled slice, no copy of the other
+  replicas to the host.
+  """
+
+  def first(x):
+    if isinstance(x, jax.Array):
+      return np.asarray(x.addressable_shards[0].data)[0]
+    return np.asarray(x)[0]
+
+  return jax.tree_util.tree_map(first, tree)
+
+
+class Checkpointer:
+  """Saves and restores `TrainState`s in `directory` with an Orbax manager.
+
+  Args:
+    directory: where the step directories go (created if missing).
+    max_to_keep: how many recent checkpoints to keep.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 3):
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True
+    )
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    """The newest complete checkpoint's step, or None."""
+    return self._manager.latest_step()
+
+  def save(self, state: TrainState, *, replicated: bool = True) -> int:
+    """Starts writing `state` (all processes must call this); returns its step."""
+    host = unreplicate_to_host(state) if replicated else jax.device_get(state)
+    step = int(host.step)
+    tree = flax.serialization.to_state_dict(host)
+    self._manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+    return step
+
+  def restore(self, target: TrainState, step: int | None = None) -> TrainState:
+    """Restores the checkpoint at `step` (default: latest) into `target`'s structure.
+
+    Args:
+      target: a host-local (unreplicated) state with the right tree structure,
+        e.g. the freshly initialised one.
+      step: which checkpoint; the latest when None.
+
+    Returns:
+      The restored state as numpy arrays.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f'No checkpoint in {self.directory}.')
+    template = flax.serialization.to_state_dict(jax.device_get(target))
+    abstract = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), template
+    )
+    restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return flax.serialization.from_state_dict(target, restored)
+
+  def reached_preemption(self, step: int) -> bool:
+    """True when JAX's preemption service says every host should save now."""
+    return self._manager.reached_preemption(step)
+
+  def wait(self) -> None:
+    """Blocks until pending asynchronous writes are complete."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+class PreemptionWatcher:
+  """Turns SIGTERM into a request to checkpoint and stop at the next step.
+
+  On one process the signal handler's flag decides. On several, all hosts must
+  stop at the same step, so the flags are combined with an all-gather every
+  `sync_every` steps, and JAX's own preemption service (TPU pods) is asked
+  through the checkpointer.
+  """
+
+  def __init__(self, checkpointer: Checkpointer | None = None, sync_every: int = 10):
+    self._requested = threading.Event()
+    self._checkpointer = checkpointer
+    self._sync_every = sync_every
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    logging.warning('Received signal %d: will checkpoint and exit after this step.', signum)
+    self._requested.set()
+
+  def should_stop(self, step: int) -> bool:
+    if jax.process_count() == 1:
+      return self._requested.is_set()
+    if self._checkpointer is not None and self._checkpointer.reached_preemption(step):
+      return True
+    if step % self._sync_every:
+      return False
+    flags = multihost_utils.process_allgather(np.int32(self._requested.is_set()))
+    return bool(np.max(flags))
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None

@@ -1,0 +1,231 @@
+"""Exact evaluation passes: every example counted once, metrics on the host.
+
+The eval step returns logits; the host drops padding with `batch_mask`, keeps
+logits, labels and keys of the real examples, and computes every metric from
+them. On several hosts the rows are gathered so process 0 sees the whole split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from vivit_jax.train import losses
+
+
+@dataclasses.dataclass
+class Predictions:
+  """The outputs of one pass over a split, real examples only.
+
+  Attributes:
+    logits: f32[N, C] (averaged over views for the test split).
+    labels: f32[N, C].
+    keys: str[N] example ids ('' where the pipeline gives none).
+  """
+
+  logits: np.ndarray
+  labels: np.ndarray
+  keys: np.ndarray
+
+
+def _gather_rows(rows: np.ndarray) -> np.ndarray:
+  """Concatenates every process's rows along axis 0 (identity on one process)."""
+  if jax.process_count() == 1:
+    return rows
+  counts = multihost_utils.process_allgather(np.int32(len(rows)))
+  padded = np.zeros((int(counts.max()), *rows.shape[1:]), rows.dtype)
+  padded[: len(rows)] = rows
+  gathered = np.asarray(multihost_utils.process_allgather(padded))
+  return np.concatenate([gathered[p, :n] for p, n in enumerate(counts)], axis=0)
+
+
+def _gather_keys(keys: np.ndarray) -> np.ndarray:
+  if jax.process_count() == 1:
+    return keys
+  encoded = [k.encode('utf-8') for k in keys]
+  width = int(multihost_utils.process_allgather(np.int32(max(map(len, encoded), default=1))).max())
+  table = np.zeros((len(encoded), max(width, 1)), np.uint8)
+  for i, k in enumerate(encoded):
+    table[i, : len(k)] = np.frombuffer(k, np.uint8)
+  return np.array([bytes(r).rstrip(b'\0').decode('utf-8') for r in _gather_rows(table)])
+
+
+def predict_split(
+  predict_fn: Callable[[Any, Any], Any], params: Any, batches: Iterable[dict[str, np.ndarray]]
+) -> Predictions:
+  """Runs one exact pass and returns the predictions of the real examples.
+
+  Args:
+    predict_fn: from `steps.make_eval_fn`.
+    params: replicated parameters.
+    batches: one pass of {'inputs': f32[D, B, ...], 'label': f32[D, B, C],
+      'batch_mask': f32[D, B], 'key' (optional): str[D, B]}.
+
+  Returns:
+    Predictions over the whole split (all processes).
+  """
+  logits, labels, keys = [], [], []
+  for batch in batches:
+    out = np.asarray(predict_fn(params, batch['inputs']))
+    valid = np.asarray(batch['batch_mask']).reshape(-1) > 0
+    logits.append(out.reshape(-1, out.shape[-1])[valid])
+    label = np.asarray(batch['label'])
+    labels.append(label.reshape(-1, label.shape[-1])[valid])
+    key = batch.get('key')
+    keys.append(
+      np.asarray(key).reshape(-1)[valid].astype(str)
+      if key is not None
+      else np.full(valid.sum(), '')
+    )
+  if not logits:
+    raise ValueError('The evaluation pass yielded no batches.')
+  return Predictions(
+    logits=_gather_rows(np.concatenate(logits).astype(np.float32)),
+    labels=_gather_rows(np.concatenate(labels).astype(np.float32)),
+    keys=_gather_keys(np.concatenate(keys)),
+  )
+
+
+def mean_per_class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+  """Mean over classes present in `labels` of the top-1 recall of that class."""
+  true, pred = labels.argmax(-1), logits.argmax(-1)
+  recalls = [np.mean(pred[true == c] == c) for c in np.unique(true)]
+  return float(np.mean(recalls))
+
+
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+  """Area under the precision-recall curve of one class (mean precision at each hit)."""
+  order = np.argsort(-scores, kind='stable')
+  hits = positives[order] > 0
+  precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+  return float(np.sum(precision * hits) / max(hits.sum(), 1))
+
+
+def mean_average_precision(logits: np.ndarray, labels: np.ndarray) -> float:
+  """mAP over the classes that have at least one positive example."""
+  classes = [c for c in range(labels.shape[1]) if labels[:, c].max() > 0]
+  return float(np.mean([average_precision(logits[:, c], labels[:, c]) for c in classes]))
+
+
+def confusion_matrix(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """i64[C, C] counts: row = true class, column = predicted class."""
+  num_classes = logits.shape[-1]
+  matrix = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(matrix, (labels.argmax(-1), logits.argmax(-1)), 1)
+  return matrix
+
+
+def confusion_image(matrix: np.ndarray, min_size: int = 256) -> np.ndarray:
+  """Row-normalised confusion matrix as a f32[1, H, W, 3] image (white = 1)."""
+  rows = matrix.sum(axis=1, keepdims=True)
+  normalised = matrix / np.maximum(rows, 1)
+  scale = max(1, min_size // matrix.shape[0])
+  image = np.kron(normalised, np.ones((scale, scale)))
+  return np.repeat(image[None, :, :, None], 3, axis=-1).astype(np.float32)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _mean_loss_and_hits(logits, labels, task: losses.Task, label_smoothing: float | None):
+  # One compiled call instead of dozens of eager ops.
+  hits = losses.per_example_metrics(logits, labels, task)
+  mean_loss = jax.numpy.mean(losses.per_example_loss(logits, labels, task, label_smoothing))
+  return {'loss': mean_loss, **{k: jax.numpy.mean(v) for k, v in hits.items()}}
+
+
+def compute_metrics(
+  preds: Predictions, task: losses.Task, label_smoothing: float | None = None
+) -> dict[str, float]:
+  """Every evaluation metric of a pass.
+
+  Args:
+    preds: the pass's predictions.
+    task: how logits are read.
+    label_smoothing: applied to the reported loss as in training.
+
+  Returns:
+    'num_examples', 'loss', 'top1', 'top5'; for single-label tasks
+    'mean_per_class_accuracy'; for multi-head tasks '<head>_top1',
+    '<head>_top5', '<head>_mean_per_class_accuracy' and 'top1' = the joint
+    (action) accuracy; for multi-label tasks 'mAP'.
+  """
+  logits, labels = preds.logits, preds.labels
+  means = _mean_loss_and_hits(logits, labels, task, label_smoothing)
+  out = {'num_examples': float(len(labels)), **{k: float(v) for k, v in means.items()}}
+  if task.multi_label:
+    out['mAP'] = mean_average_precision(logits, labels)
+  elif len(task.heads) == 1:
+    out['mean_per_class_accuracy'] = mean_per_class_accuracy(logits, labels)
+  else:
+    for name, (start, stop) in zip(task.head_names, task.heads, strict=True):
+      acc = mean_per_class_accuracy(logits[:, start:stop], labels[:, start:stop])
+      out[f'{name}_mean_per_class_accuracy'] = acc
+  return out
+
+
+def confusion_images(preds: Predictions, task: losses.Task) -> dict[str, np.ndarray]:
+  """One confusion-matrix image per head (none for multi-label tasks)."""
+  if task.multi_label:
+    return {}
+  if len(task.heads) == 1:
+    return {'confusion_matrix': confusion_image(confusion_matrix(preds.logits, preds.labels))}
+  return {
+    f'{name}_confusion_matrix': confusion_image(
+      confusion_matrix(preds.logits[:, a:b], preds.labels[:, a:b])
+    )
+    for name, (a, b) in zip(task.head_names, task.heads, strict=True)
+  }
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+  e = np.exp(x - x.max(axis=-1, keepdims=True))
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+def _top5(labels: np.ndarray, probs: np.ndarray, names: Sequence[str] | None):
+  order = np.argsort(-probs, kind='stable')[:5]
+  record = {
+    'labels': [int(c) for c in np.flatnonzero(labels >= labels.max()) if labels[c] > 0],
+    'top5_classes': [int(c) for c in order],
+    'top5_scores': [round(float(probs[c]), 6) for c in order],
+  }
+  if names:
+    record['top5_names'] = [str(names[c]) for c in order]
+  return record
+
+
+def write_predictions(
+  path: str, preds: Predictions, task: losses.Task, label_names: Sequence[Any] | None = None
+) -> None:
+  """Writes one JSON line per video: key, true labels, top-5 classes and scores.
+
+  Scores are softmax probabilities (sigmoid for multi-label tasks); multi-head
+  tasks write one such record per head, under the head's name. `label_names`
+  is a flat list (single head) or one list per head.
+  """
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  heads = task.heads
+  head_names = label_names if len(heads) > 1 else [label_names]
+  if len(heads) > 1 and label_names and isinstance(label_names[0], str):
+    head_names = None  # A flat list cannot be split by head.
+  with open(path + '.tmp', 'w') as f:
+    for i, key in enumerate(preds.keys):
+      record: dict[str, Any] = {'key': str(key)}
+      for h, (name, (a, b)) in enumerate(zip(task.head_names, heads, strict=True)):
+        logits, labels = preds.logits[i, a:b], preds.labels[i, a:b]
+        probs = 1 / (1 + np.exp(-logits)) if task.multi_label else _softmax(logits)
+        names = head_names[h] if head_names and h < len(head_names) else None
+        fields = _top5(labels, probs, names)
+        if len(heads) == 1:
+          record.update(fields)
+        else:
+          record[name] = fields
+      f.write(json.dumps(record) + '\n')
+  os.replace(path + '.tmp', path)
