@@ -97,8 +97,11 @@ def _final_params(workdir):
 
 def test_sigterm_checkpoints_and_a_restart_resumes_the_same_run(tmp_path):
   interrupted, straight = str(tmp_path / 'interrupted'), str(tmp_path / 'straight')
+  # No device prefetch here, so the signal arrives while step 2's batch is drawn.
+  config = _config()
+  config.dataset_configs.prefetch_to_device = 0
   result = trainer.train_and_evaluate(
-    _config(), interrupted, dataset=SigtermDataset(2, num_devices=8), module=_model()
+    config, interrupted, dataset=SigtermDataset(2, num_devices=8), module=_model()
   )
   assert result == {'step': 2, 'preempted': True}
   assert Checkpointer(os.path.join(interrupted, 'checkpoints')).latest_step() == 2

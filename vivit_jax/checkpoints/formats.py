@@ -142,7 +142,15 @@ def read_scenic(path: str) -> Flat:
   Params are found under `params` or, in older train states, `optimizer/target`.
   """
   with open(_scenic_file(path), 'rb') as f:
-    state = flax.serialization.msgpack_restore(f.read())
+    data = f.read()
+  try:
+    state = flax.serialization.msgpack_restore(data)
+  except Exception as e:  # msgpack raises its own (undocumented) error types.
+    raise ValueError(
+      f'{path!r} is not a Scenic/Flax msgpack checkpoint ({type(e).__name__}: {e}). Point '
+      'init_from.checkpoint_path at a ViT (.npz), Scenic/Flax (msgpack) or Hugging Face '
+      'checkpoint, or set init_from.checkpoint_format.'
+    ) from None
   tree = state
   while isinstance(tree, Mapping) and ('params' in tree or 'optimizer' in tree):
     tree = tree['params'] if 'params' in tree else tree['optimizer']['target']

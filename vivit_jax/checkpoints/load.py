@@ -22,11 +22,20 @@ def convert(
     raise config_lib.ConfigError('Set init_from.checkpoint_path to the pretrained checkpoint.')
   if init.checkpoint_format is not None:
     config_lib.check_choice('init_from.checkpoint_format', init.checkpoint_format, formats.FORMATS)
-  source, _ = formats.read_checkpoint(init.checkpoint_path, init.checkpoint_format)
+  source, fmt = formats.read_checkpoint(init.checkpoint_path, init.checkpoint_format)
   flat = formats.flatten(params)
   num_classes = surgery.num_classes_of(flat) if 'output_projection/bias' in flat else None
   plan = surgery.make_plan(config, num_classes)
   new, report = surgery.adapt(source, flat, plan)
+  if not any(entry.action in ('copied', 'adapted') for entry in report):
+    # Loading nothing would silently train from scratch.
+    names = ', '.join(sorted(source)[:4]) or 'nothing'
+    raise ValueError(
+      f'{init.checkpoint_path!r} ({fmt} format) holds no parameter of this model: it has '
+      f'{names}{" ..." if len(source) > 4 else ""}. Point init_from.checkpoint_path at a '
+      'ViT (.npz), Scenic/Flax (msgpack) or Hugging Face checkpoint, or set '
+      'init_from.checkpoint_format if the format was guessed wrong.'
+    )
   return formats.unflatten(new), report
 
 

@@ -214,6 +214,7 @@ def _tfrecord_splits(
   for name in dc.tables.keys():
     files = sources.expand_table(dc.base_dir, dc.tables[name])
     host_files = sources.files_for_process(files, process_index, process_count)
+    _check_not_empty(name, dc.tables[name], files, host_files)
     given = dc.examples_per_subset.get(name)
     steps = None
     if process_count > 1 or given is None:
@@ -226,6 +227,18 @@ def _tfrecord_splits(
     source = TFRecordSource(host_files, dc.split_names or (), skip_corrupt=dc.skip_corrupt)
     splits[name] = SplitData(source, num, steps, host_files)
   return splits
+
+
+def _check_not_empty(name: str, table, files: list[str], host_files: list[str]) -> None:
+  """Empty files would make the repeated training stream wait forever for a record."""
+  empty = {f for f in files if tf.io.gfile.stat(f).length == 0}
+  if len(empty) == len(files) or set(host_files) <= empty:
+    which = 'all' if len(empty) == len(files) else "this host's"
+    raise DataError(
+      f"The '{name}' table {table!r} has no records: {which} files are empty "
+      f'({", ".join(sorted(empty)[:3])}{" ..." if len(empty) > 3 else ""}). Write the data '
+      f'again (vivit_jax.tools.make_tfrecords) or fix dataset_configs.tables.{name}.'
+    )
 
 
 def _label_names(dc: ml_collections.ConfigDict, splits: dict[str, SplitData]) -> list[str] | None:

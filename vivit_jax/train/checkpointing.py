@@ -9,6 +9,7 @@ hosts and only the primary one writes the (host-local, replicated) arrays.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -39,6 +40,41 @@ def unreplicate_to_host(tree: Any) -> Any:
   return jax.tree_util.tree_map(first, tree)
 
 
+class CheckpointMismatchError(ValueError):
+  """A checkpoint's parameter layout does not fit the model being trained."""
+
+
+class CheckpointSaveError(OSError):
+  """A checkpoint could not be written (e.g. the disk is full)."""
+
+
+def _layout(tree: Any) -> dict[str, tuple[int, ...]]:
+  """{'params/Dense_0/kernel': shape} of a state dict or an Orbax metadata tree."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  layout = {
+    '/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path): tuple(
+      getattr(leaf, 'shape', None) or np.shape(leaf)
+    )
+    for path, leaf in leaves
+  }
+  # Parameters first: they say most plainly which model wrote the checkpoint.
+  return dict(sorted(layout.items(), key=lambda item: not item[0].startswith('params/')))
+
+
+def _layout_differences(saved: Any, wanted: Any, limit: int = 3) -> list[str]:
+  saved, wanted = _layout(saved), _layout(wanted)
+  problems = [
+    f'{k} has shape {saved[k]} in the checkpoint but {wanted[k]} in the model'
+    for k in wanted
+    if k in saved and saved[k] != wanted[k]
+  ]
+  problems += [f'{k} is missing from the checkpoint' for k in wanted if k not in saved]
+  problems += [f'{k} is in the checkpoint but not in the model' for k in saved if k not in wanted]
+  if len(problems) > limit:
+    problems = problems[:limit] + [f'and {len(problems) - limit} more differences']
+  return problems
+
+
 class Checkpointer:
   """Saves and restores `TrainState`s in `directory` with an Orbax manager.
 
@@ -52,7 +88,11 @@ class Checkpointer:
       max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True
     )
     self.directory = os.path.abspath(directory)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    # The handler is named so that a checkpoint's layout can be read (item_metadata)
+    # before anything is restored.
+    self._manager = ocp.CheckpointManager(
+      self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+    )
 
   def latest_step(self) -> int | None:
     """The newest complete checkpoint's step, or None."""
@@ -63,8 +103,27 @@ class Checkpointer:
     host = unreplicate_to_host(state) if replicated else jax.device_get(state)
     step = int(host.step)
     tree = flax.serialization.to_state_dict(host)
-    self._manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+    except OSError as e:
+      raise self._save_error(step, e) from e
     return step
+
+  def _save_error(self, step: int | None, error: OSError) -> CheckpointSaveError:
+    """An error that says what failed, what is still safe, and what to do."""
+    what = 'No space left on device' if error.errno == errno.ENOSPC else str(error)
+    latest = self.latest_step()
+    kept = (
+      f'The checkpoint of step {latest} is complete and intact'
+      if latest is not None
+      else 'No earlier checkpoint exists'
+    )
+    return CheckpointSaveError(
+      error.errno,
+      f'Could not save the checkpoint of step {step if step is not None else "?"} in '
+      f'{self.directory}: {what}. {kept} (a half-written step is never used). Free space '
+      'there (or lower max_checkpoints_to_keep) and rerun the same command to resume.',
+    )
 
   def restore(self, target: TrainState, step: int | None = None) -> TrainState:
     """Restores the checkpoint at `step` (default: latest) into `target`'s structure.
@@ -81,6 +140,18 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(f'No checkpoint in {self.directory}.')
     template = flax.serialization.to_state_dict(jax.device_get(target))
+    # Orbax would restore other shapes silently; the model would fail later with
+    # an error that does not mention the checkpoint.
+    saved = self._manager.item_metadata(step)
+    saved = getattr(saved, 'tree', saved)
+    problems = _layout_differences(saved, template) if saved is not None else []
+    if problems:
+      raise CheckpointMismatchError(
+        f'The checkpoint of step {step} in {self.directory} does not fit the model of this '
+        f'config: {"; ".join(problems)}. The directory was written with another config '
+        '(its config.json is the one that wrote it). Rerun with that config, or use a new '
+        '--workdir for this one. Nothing in the directory was changed.'
+      )
     abstract = jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), template
     )
@@ -92,12 +163,21 @@ class Checkpointer:
     return self._manager.reached_preemption(step)
 
   def wait(self) -> None:
-    """Blocks until pending asynchronous writes are complete."""
-    self._manager.wait_until_finished()
+    """Blocks until pending asynchronous writes are complete.
+
+    Raises:
+      CheckpointSaveError: an asynchronous write failed (e.g. the disk is full).
+    """
+    try:
+      self._manager.wait_until_finished()
+    except OSError as e:
+      raise self._save_error(None, e) from e
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self.wait()
+    finally:
+      self._manager.close()
 
 
 class PreemptionWatcher:

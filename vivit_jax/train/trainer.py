@@ -24,6 +24,7 @@ from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
 from vivit_jax import config as config_lib
+from vivit_jax.data.prefetch import prefetch_to_device
 from vivit_jax.train import evaluation, losses, optimizers, schedules, steps
 from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher, unreplicate_to_host
 from vivit_jax.train.state import create_train_state, init_params
@@ -138,9 +139,6 @@ def train_and_evaluate(
   writer = metric_writers.create_default_writer(
     workdir, just_logging=not (is_chief and config.write_summary)
   )
-  if is_chief:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
   # Devices: each process feeds its local devices a slice of the global batch.
   num_devices = jax.device_count()
@@ -190,6 +188,10 @@ def train_and_evaluate(
     params = _load_pretrained(config, state.params)
     state = create_train_state(params, tx, train_rng)
   start_step = int(state.step)
+  # Written only once the workdir's checkpoint is known to fit this config, so
+  # a mistaken --workdir keeps the config.json of the run that wrote it.
+  if is_chief:
+    _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
   if start_step >= total_steps:
     message = (
       f'{workdir} already holds a checkpoint at step {start_step} >= num_training_steps '
@@ -245,7 +247,10 @@ def train_and_evaluate(
 
   # The loop.
   state = flax.jax_utils.replicate(state)
-  train_iter = dataset.train_iter(start_step=start_step)
+  # Batches are copied to the devices a few steps ahead, overlapping the step.
+  train_iter = prefetch_to_device(
+    dataset.train_iter(start_step=start_step), config.dataset_configs.prefetch_to_device
+  )
   watcher = PreemptionWatcher(checkpointer)
   hooks = []
   if is_chief:

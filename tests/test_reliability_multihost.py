@@ -1,0 +1,116 @@
+"""Two processes joined by jax.distributed on localhost train like one process.
+
+Each process runs `main.py` with 2 fake CPU devices (gloo collectives) and
+reads its own half of the shards. A single process with 4 devices, fed the
+same global batches (host 0's half beside host 1's), must reach the same
+parameters.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import reliability_fakes as rf
+
+STEPS = 4
+
+# One process, 4 devices, the global batch of the 2-host run: host 0's 2
+# devices' slices, then host 1's, exactly as the pmap over all 4 devices saw them.
+SINGLE_PROCESS = """
+import sys
+import numpy as np
+from vivit_jax.config import load_config_file, resolve
+from vivit_jax.data import build_dataset
+from vivit_jax.train import trainer
+
+config = resolve(load_config_file(sys.argv[1]))
+hosts = [
+  build_dataset(config, num_local_devices=2, process_index=i, process_count=2) for i in range(2)
+]
+
+class BothHosts:
+  meta = dict(hosts[0].meta, num_train_examples=hosts[0].meta['num_train_examples'])
+
+  def train_iter(self, start_step=0):
+    for a, b in zip(*(h.train_iter(start_step) for h in hosts)):
+      yield {k: np.concatenate([a[k], b[k]]) for k in a}
+
+trainer.train_and_evaluate(config, sys.argv[2], dataset=BothHosts())
+"""
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one_and_write_one_checkpoint(tmp_path):
+  data_dir = str(tmp_path / 'data')
+  rf.write_tfrecords(data_dir, shards=4, per_shard=4)
+  config = rf.write_config(str(tmp_path / 'config.py'), data_dir, steps=STEPS, checkpoint_steps=2)
+  cache = str(tmp_path / 'cache')
+  workdir = str(tmp_path / 'two_hosts')
+  address = f'127.0.0.1:{_free_port()}'
+  procs = [
+    subprocess.Popen(
+      rf.main_command(
+        config,
+        workdir,
+        f'--coordinator_address={address}',
+        '--num_processes=2',
+        f'--process_id={i}',
+      ),
+      cwd=rf.REPO,
+      env=rf.main_env(cache, devices=2),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  logs = []
+  try:
+    for proc in procs:
+      logs.append(proc.communicate(timeout=240)[0])
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  for proc, log in zip(procs, logs):
+    assert proc.returncode == 0, log[-4000:]
+  assert 'JAX process 1 of 2' in logs[1]
+  for log in logs:
+    assert '2 processes, 4 devices (2 local)' in log
+  # Both processes applied the same updates (the loss each logs is the global one).
+  assert rf.losses_from_log(logs[0]) == rf.losses_from_log(logs[1])
+
+  # One checkpoint per saved step, restorable in this single process.
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  assert sorted(os.listdir(checkpoints)) == ['2', '4']
+  two_hosts = rf.restore_raw(checkpoints, STEPS)
+  assert int(two_hosts['step']) == STEPS
+
+  single_dir = str(tmp_path / 'one_process')
+  single = subprocess.run(
+    [sys.executable, '-c', SINGLE_PROCESS, config, single_dir],
+    cwd=rf.REPO,
+    env=dict(rf.main_env(cache, devices=4), PYTHONPATH=rf.REPO),
+    capture_output=True,
+    text=True,
+    timeout=240,
+  )
+  assert single.returncode == 0, single.stderr[-4000:]
+  one = rf.restore_raw(os.path.join(single_dir, 'checkpoints'), STEPS)
+  for x, y in zip(jax.tree_util.tree_leaves(two_hosts), jax.tree_util.tree_leaves(one)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  # Training moved the parameters, so agreeing means something.
+  earlier = rf.restore_raw(checkpoints, 2)['params']
+  assert any(
+    not np.allclose(x, y)
+    for x, y in zip(jax.tree_util.tree_leaves(earlier), jax.tree_util.tree_leaves(one['params']))
+  )

@@ -1,0 +1,127 @@
+"""Preemption and determinism of `main.py` as a user runs it, in subprocesses.
+
+A run is killed with SIGKILL at random (seeded) moments and restarted; it must
+end exactly where an uninterrupted run ends, resuming each time from the
+newest complete checkpoint, never from an older one.
+"""
+
+import os
+import re
+import subprocess
+import time
+
+import jax
+import numpy as np
+import reliability_fakes as rf
+
+STEPS = 10
+
+
+def _assert_same_tree(a, b, **tolerance):
+  assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    if tolerance:
+      np.testing.assert_allclose(x, y, **tolerance)
+    else:
+      np.testing.assert_array_equal(x, y)
+
+
+def _setup(tmp_path, steps):
+  data_dir = str(tmp_path / 'data')
+  rf.write_tfrecords(data_dir)
+  config = rf.write_config(str(tmp_path / 'config.py'), data_dir, steps=steps)
+  return config, str(tmp_path / 'cache')
+
+
+def test_same_seed_gives_identical_losses_and_parameters(tmp_path):
+  config, cache = _setup(tmp_path, steps=6)
+  runs = [rf.run_main(config, str(tmp_path / f'run{i}'), cache) for i in range(2)]
+  for run in runs:
+    assert run.returncode == 0, run.stderr[-3000:]
+  first, second = (rf.losses_from_log(r.stderr) for r in runs)
+  assert sorted(first) == list(range(1, 7))
+  assert first == second
+  assert len(set(first.values())) > 2  # the losses do change: the comparison means something
+  a, b = (rf.restore_raw(str(tmp_path / f'run{i}' / 'checkpoints'), 6) for i in range(2))
+  _assert_same_tree(a, b)  # bit for bit
+
+
+def _start(config, workdir, cache, log_path):
+  log = open(log_path, 'w')
+  proc = subprocess.Popen(
+    rf.main_command(config, workdir),
+    cwd=rf.REPO,
+    env=rf.main_env(cache),
+    stdout=log,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
+  return proc, log
+
+
+def _wait_for(path, pattern, proc, timeout=120):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    with open(path) as f:
+      if re.search(pattern, f.read()):
+        return
+    if proc.poll() is not None:
+      return
+    time.sleep(0.05)
+  raise TimeoutError(f'{pattern!r} never appeared in {path}.')
+
+
+def test_sigkill_at_random_moments_loses_no_work(tmp_path):
+  config, cache = _setup(tmp_path, steps=STEPS)
+  reference = rf.run_main(config, str(tmp_path / 'reference'), cache)
+  assert reference.returncode == 0, reference.stderr[-3000:]
+  reference_losses = rf.losses_from_log(reference.stderr)
+
+  workdir = str(tmp_path / 'killed')
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  rng = np.random.default_rng(8)
+  latest = 0
+  kills = 0
+  for attempt in range(6):
+    log_path = str(tmp_path / f'log{attempt}.txt')
+    proc, log = _start(config, workdir, cache, log_path)
+    try:
+      _wait_for(log_path, r'Training steps', proc)
+      if kills < 3:
+        # A random moment after training starts: during a step, a save or an
+        # asynchronous checkpoint write.
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is None:
+          proc.kill()
+          kills += 1
+      proc.wait(timeout=240)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+      log.close()
+    with open(log_path) as f:
+      text = f.read()
+    resumed = re.findall(r'Resumed from step (\d+)', text)
+    # Each restart resumes from the newest complete checkpoint the last run left.
+    assert [int(s) for s in resumed] == ([latest] if latest else []), text[-3000:]
+    steps = rf.saved_steps(checkpoints)
+    assert not steps or steps[-1] >= latest  # the last saved step never goes backwards
+    for step in steps:  # every checkpoint left behind restores, and is what it says
+      assert int(rf.restore_raw(checkpoints, step)['step']) == step
+    latest = steps[-1] if steps else 0
+    if proc.returncode == 0:
+      # The steps trained after the last resume gave the uninterrupted run's losses.
+      losses = rf.losses_from_log(text)
+      assert losses and all(
+        np.isclose(v, reference_losses[s], rtol=1e-5) for s, v in losses.items()
+      )
+      break
+  assert kills == 3
+  assert latest == STEPS and proc.returncode == 0
+  _assert_same_tree(
+    rf.restore_raw(checkpoints, STEPS),
+    rf.restore_raw(str(tmp_path / 'reference' / 'checkpoints'), STEPS),
+    rtol=1e-6,
+    atol=1e-7,
+  )
