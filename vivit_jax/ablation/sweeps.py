@@ -1,0 +1,268 @@
+"""The paper's ablations as data: a sweep is a list of rows, a row is config overrides.
+
+Each sweep is built from the base config the user passes (after its
+`--config.key=value` overrides), so "equal width and depth" means the width and
+depth of that config. Paper numbers are top-1 (%) from the ViViT paper
+(arXiv 2103.15691): Kinetics-400 for Tables 1-3, Epic Kitchens for Table 4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from vivit_jax.perf import VARIANTS
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One configuration of a sweep.
+
+  Attributes:
+    label: the row's name in the table and plot (also its directory name).
+    overrides: dotted config keys -> values, applied over the base config.
+    value: the swept value (frames, temporal layers), None for categorical rows.
+    paper_top1: the paper's top-1 (%) for the same row, None where it has none.
+    paper_gflops: the paper's GFLOPs for the same row (ViViT-B, 32x224x224).
+  """
+
+  label: str
+  overrides: Mapping[str, Any]
+  value: float | None = None
+  paper_top1: float | None = None
+  paper_gflops: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  """A named ablation: rows, what the plot's x axis is, and what the paper column means.
+
+  Attributes:
+    x_axis: 'gflops' (accuracy against cost), 'value' (against `Row.value`) or
+      'row' (categorical: one tick per row).
+  """
+
+  name: str
+  title: str
+  rows: tuple[Row, ...]
+  x_axis: str
+  x_label: str
+  paper_source: str
+  note: str = ''
+
+
+def _depth(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """(num_heads, mlp_dim, num_layers) of the base model, whichever variant it is."""
+  m = config.model
+  if m.attention_config.type == 'factorized_encoder':
+    s = m.spatial_transformer
+    return s.num_heads, s.mlp_dim, s.num_layers
+  return m.num_heads, m.mlp_dim, m.num_layers
+
+
+def _temporal_default(config: ml_collections.ConfigDict) -> int:
+  """The base config's temporal depth, else a third of the depth (the paper's 12 + 4)."""
+  m = config.model
+  if m.attention_config.type == 'factorized_encoder' and m.temporal_transformer.num_layers:
+    return m.temporal_transformer.num_layers
+  return max(1, round(_depth(config)[2] / 3))
+
+
+def variant_overrides(config, name: str, temporal_layers: int | None = None) -> dict[str, Any]:
+  """Overrides that turn the base model into variant `name` at the same width and depth."""
+  heads, mlp, layers = _depth(config)
+  attention_type, extra = VARIANTS[name]
+  out = {
+    'model.attention_config.type': attention_type,
+    'model.attention_config.spatial_only_baseline': extra.get('spatial_only_baseline', False),
+  }
+  if attention_type == 'factorized_encoder':
+    temporal = _temporal_default(config) if temporal_layers is None else temporal_layers
+    enc = {'num_heads': heads, 'mlp_dim': mlp}
+    out.update({f'model.spatial_transformer.{k}': v for k, v in enc.items()})
+    out['model.spatial_transformer.num_layers'] = layers
+    out.update({f'model.temporal_transformer.{k}': v for k, v in enc.items()})
+    out['model.temporal_transformer.num_layers'] = max(1, temporal)
+  else:
+    out.update({'model.num_heads': heads, 'model.mlp_dim': mlp, 'model.num_layers': layers})
+  return out
+
+
+def variants(config: ml_collections.ConfigDict) -> Sweep:
+  """Table 2: the four models and the average-pool baseline."""
+  rows = (
+    Row('1 spatio-temporal', variant_overrides(config, 'spacetime'), None, 80.0, 455.2),
+    Row('2 factorised encoder', variant_overrides(config, 'factorized_encoder'), None, 78.8, 284.4),
+    Row(
+      '3 factorised self-attn',
+      variant_overrides(config, 'factorized_self_attention_block'),
+      None,
+      77.4,
+      372.3,
+    ),
+    Row(
+      '4 factorised dot-product',
+      variant_overrides(config, 'factorized_dot_product_attention'),
+      None,
+      76.3,
+      277.1,
+    ),
+    Row(
+      '2 average-pool baseline',
+      variant_overrides(config, 'average_pool_baseline'),
+      None,
+      75.8,
+      283.9,
+    ),
+  )
+  _, _, layers = _depth(config)
+  n = _temporal_default(config)
+  return Sweep(
+    'variants',
+    'Model variants (paper Table 2)',
+    rows,
+    'gflops',
+    'GFLOPs per clip',
+    'K400, ViViT-B',
+    f'All at the base width and depth ({layers} layers); Model 2 adds '
+    f'{n} temporal layer{"s" if n > 1 else ""}, as the paper adds 4 to 12.',
+  )
+
+
+def temporal_layers(
+  config: ml_collections.ConfigDict, values: Sequence[int] = (0, 1, 2, 4)
+) -> Sweep:
+  """Table 3 (left): temporal depth of the factorised encoder; 0 is the average-pool baseline."""
+  paper = {0: 75.8, 1: 78.6, 4: 78.8}
+  rows = []
+  for n in values:
+    name = 'average_pool_baseline' if n == 0 else 'factorized_encoder'
+    rows.append(Row(f'{n} temporal layers', variant_overrides(config, name, n), n, paper.get(n)))
+  return Sweep(
+    'temporal_layers',
+    'Temporal layers in the factorised encoder (paper Table 3)',
+    tuple(rows),
+    'value',
+    'temporal layers',
+    'K400, ViViT-B FE',
+  )
+
+
+def tubelet_init(config: ml_collections.ConfigDict, checkpoint: str | None = None) -> Sweep:
+  """Table 1: how the tubelet embedding is initialised from an image model.
+
+  Every row but `random` loads `checkpoint` (a ViT .npz or the image model
+  pre-trained by `vivit_jax.ablation.pretrain`; the runner fills it in).
+  """
+  num_frames = config.dataset_configs.num_frames
+  t = config.model.patches.size[2]
+  model1 = variant_overrides(config, 'spacetime')
+  init = {
+    **model1,
+    'init_from.checkpoint_path': checkpoint,
+    'init_from.restore_output_proj': False,
+    'init_from.positional_embed_size_change': 'tile',
+  }
+  sampled = {
+    'model.temporal_encoding_config.method': 'temporal_sampling',
+    'model.temporal_encoding_config.n_sampled_frames': num_frames // t,
+    'model.patches.size': tuple(config.model.patches.size[:2]) + (1,),
+    **init,
+  }
+  rows = (
+    Row('random', {**model1, 'init_from.checkpoint_path': None}, None, 73.2),
+    Row(
+      'filter inflation',
+      {**init, 'init_from.kernel_init_method': 'average_frame_initializer'},
+      None,
+      77.6,
+    ),
+    Row(
+      'central frame',
+      {**init, 'init_from.kernel_init_method': 'central_frame_initializer'},
+      None,
+      79.2,
+    ),
+    Row('uniform frame sampling', sampled, None, 78.5),
+  )
+  return Sweep(
+    'tubelet_init',
+    'Tubelet embedding initialisation (paper Table 1)',
+    rows,
+    'row',
+    'initialisation',
+    'K400, ViViT-B Model 1',
+    f'Uniform frame sampling embeds {num_frames // t} sampled frames with the 2D patch '
+    'kernel, as many tokens as the tubelets.',
+  )
+
+
+def regularisers(config: ml_collections.ConfigDict) -> Sweep:
+  """Table 4: the regularisers added one after another (the paper's EK settings)."""
+  none = {
+    'model.stochastic_droplayer_rate': 0.0,
+    'dataset_configs.augmentation_params.do_rand_augment': False,
+    'label_smoothing': 0.0,
+    'mixup.alpha': None,
+  }
+  steps = [
+    ('+ stochastic depth', {'model.stochastic_droplayer_rate': 0.2}, 40.2),
+    (
+      '+ RandAugment',
+      {
+        'dataset_configs.augmentation_params.do_rand_augment': True,
+        'dataset_configs.augmentation_params.rand_augment_num_layers': 2,
+        'dataset_configs.augmentation_params.rand_augment_magnitude': 15,
+      },
+      41.1,
+    ),
+    ('+ label smoothing', {'label_smoothing': 0.2}, 43.1),
+    ('+ mixup', {'mixup.alpha': 0.1}, 43.7),
+  ]
+  rows, current = [Row('none', none, None, 39.6)], dict(none)
+  for label, overrides, paper in steps:
+    current = {**current, **overrides}
+    rows.append(Row(label, current, None, paper))
+  return Sweep(
+    'regularisers',
+    'Regularisation, cumulative (paper Table 4)',
+    tuple(rows),
+    'row',
+    'regularisers',
+    'EK, ViViT-L FE',
+    "The paper's 'none' row (39.6) already has Kinetics initialisation (38.4 without); "
+    'settings are its EK ones: stochastic depth 0.2, RandAugment 2/15, smoothing 0.2, mixup 0.1.',
+  )
+
+
+def frames(config: ml_collections.ConfigDict, values: Sequence[int] | None = None) -> Sweep:
+  """Input frames against accuracy and cost (the paper's Figure 8 has no table).
+
+  The default values stay at or below the config's `num_frames`, since a clip
+  longer than its video wraps around (vivit_jax.data.sampling) and breaks the motion.
+  """
+  t = config.model.patches.size[2]
+  if values is None:
+    n = config.dataset_configs.num_frames
+    values = sorted({max(t, v - v % t) for v in (n // 3, n // 2, 2 * n // 3, n)})
+  rows = tuple(Row(f'{v} frames', {'dataset_configs.num_frames': int(v)}, v) for v in values)
+  return Sweep('frames', 'Number of input frames', rows, 'value', 'input frames', 'none')
+
+
+SWEEPS: dict[str, Callable[..., Sweep]] = {
+  'variants': variants,
+  'temporal_layers': temporal_layers,
+  'tubelet_init': tubelet_init,
+  'regularisers': regularisers,
+  'frames': frames,
+}
+
+
+def get_sweep(name: str, config: ml_collections.ConfigDict, **kwargs) -> Sweep:
+  """The sweep `name` built on `config` (resolved); kwargs go to its builder."""
+  if name not in SWEEPS:
+    raise ValueError(f'Unknown sweep {name!r}; known: {", ".join(SWEEPS)}.')
+  return SWEEPS[name](config, **kwargs)
