@@ -7,7 +7,6 @@ on this CPU, a GPU, or every host of a TPU pod; for GPU/CPU clusters give
 Rerunning the same command resumes from the latest checkpoint in the workdir.
 """
 
-import logging as pylogging
 import os
 
 import jax
@@ -15,6 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vivit_jax.train import trainer
+from vivit_jax.train.checkpointing import quiet_orbax_logging
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -51,17 +51,10 @@ def _initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
-class _QuietLibraries(pylogging.Filter):
-  """Drops Orbax's per-save INFO chatter so the training log stays readable."""
-
-  def filter(self, record: pylogging.LogRecord) -> bool:
-    return record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  quiet_orbax_logging()
   if FLAGS.distributed != 'off':
     _initialize_distributed()
   logging.info(

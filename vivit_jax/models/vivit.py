@@ -47,6 +47,19 @@ def _prepend_cls(module: nn.Module, x: jax.Array, name: str) -> jax.Array:
   return jnp.concatenate([cls, x], axis=-2)
 
 
+def _tokens(module: nn.Module, video: jax.Array) -> jax.Array:
+  """The module's video tokens [b, t, h, w, d] (creates its `embedding`)."""
+  return tokenize(
+    video,
+    method=module.temporal_encoding,
+    patch_size=module.patch_size,
+    hidden_size=module.hidden_size,
+    n_sampled_frames=module.n_sampled_frames,
+    kernel_init_method=module.kernel_init_method,
+    dtype=module.dtype,
+  )
+
+
 def _pool(x: jax.Array, classifier: str) -> jax.Array:
   """[..., n, d] -> [..., d]: the class token or a pooling over tokens."""
   if classifier == 'token':
@@ -118,15 +131,7 @@ class ViViT(nn.Module):
       f32[b, num_classes] logits; [b, representation] with return_prelogits;
       the encoder's tokens [b, n, d] with return_preclassifier.
     """
-    tokens = tokenize(
-      video,
-      method=self.temporal_encoding,
-      patch_size=self.patch_size,
-      hidden_size=self.hidden_size,
-      n_sampled_frames=self.n_sampled_frames,
-      kernel_init_method=self.kernel_init_method,
-      dtype=self.dtype,
-    )
+    tokens = _tokens(self, video)
     b, t = tokens.shape[:2]
     x = tokens.reshape(b, -1, self.hidden_size)
     if self.classifier == 'token':
@@ -211,15 +216,7 @@ class FactorisedEncoderViViT(nn.Module):
   @nn.compact
   def __call__(self, video: jax.Array, *, train: bool) -> jax.Array:
     """Classifies videos; arguments and results as `ViViT.__call__`."""
-    tokens = tokenize(
-      video,
-      method=self.temporal_encoding,
-      patch_size=self.patch_size,
-      hidden_size=self.hidden_size,
-      n_sampled_frames=self.n_sampled_frames,
-      kernel_init_method=self.kernel_init_method,
-      dtype=self.dtype,
-    )
+    tokens = _tokens(self, video)
     b, t = tokens.shape[:2]
     # [b, t, h*w, d]: the spatial encoder attends within each frame; frames are
     # a batch axis, so stochastic depth still drops whole videos.

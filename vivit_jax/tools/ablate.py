@@ -11,12 +11,11 @@ finished rows and resumes an interrupted one from its checkpoint. Writes
 `WORKDIR/<sweep>.md` and `WORKDIR/<sweep>.png`.
 """
 
-import logging as pylogging
-
 from absl import app, flags
 from ml_collections import config_flags
 
 from vivit_jax import ablation
+from vivit_jax.train.checkpointing import quiet_orbax_logging
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Base experiment config file.', lock_config=True)
@@ -38,19 +37,11 @@ flags.DEFINE_string('header', '', 'A line for the top of the report (e.g. how it
 flags.mark_flags_as_required(['config', 'sweep', 'workdir'])
 
 
-class _QuietLibraries(pylogging.Filter):
-  """Drops Orbax's per-save INFO chatter so the log stays readable."""
-
-  def filter(self, record: pylogging.LogRecord) -> bool:
-    return record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from absl import logging
 
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  quiet_orbax_logging()
   paths = ablation.ablate(
     FLAGS.sweep,
     FLAGS.config,

@@ -10,6 +10,7 @@ hosts and only the primary one writes the (host-local, replicated) arrays.
 from __future__ import annotations
 
 import errno
+import logging as pylogging
 import os
 import signal
 import threading
@@ -23,6 +24,16 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from vivit_jax.train.state import TrainState
+
+
+class _QuietOrbax(pylogging.Filter):
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname
+
+
+def quiet_orbax_logging() -> None:
+  """Drops Orbax's per-save INFO chatter from absl's log so a training log stays readable."""
+  logging.get_absl_handler().addFilter(_QuietOrbax())
 
 
 def unreplicate_to_host(tree: Any) -> Any:
