@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from vivit_jax import perf
-from vivit_jax.config import get_defaults
 from vivit_jax.models import build_model, input_shape, stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,14 +26,10 @@ def get_config():
 
 
 def tiny():
-  config = get_defaults()
-  config.model.hidden_size = 16
-  config.model.update(num_heads=2, mlp_dim=32, num_layers=1)
-  config.model.spatial_transformer.update(num_heads=2, mlp_dim=32, num_layers=1)
-  config.model.temporal_transformer.update(num_heads=2, mlp_dim=32, num_layers=1)
-  config.model.patches.size = (8, 8, 2)
-  config.dataset_configs.update(num_classes=4, num_frames=4, crop_size=16)
-  return config
+  """The same tiny config the tool test writes to a file."""
+  namespace = {}
+  exec(TINY_CONFIG, namespace)
+  return namespace['get_config']()
 
 
 @pytest.mark.parametrize('name', ['spacetime', 'average_pool_baseline'])
