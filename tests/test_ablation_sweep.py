@@ -7,7 +7,7 @@ import os
 import jax
 import numpy as np
 import pytest
-import tensorflow as tf
+from train_fakes import compilation_cache, write_tiny_split  # noqa: F401 (fixture)
 
 from vivit_jax import ablation
 from vivit_jax import config as config_lib
@@ -15,54 +15,15 @@ from vivit_jax.ablation import pretrain, runner
 from vivit_jax.checkpoints import load_pretrained
 from vivit_jax.checkpoints.formats import read_checkpoint
 from vivit_jax.config import load_config_file
-from vivit_jax.data import records
 from vivit_jax.models import build_model
 from vivit_jax.models.stats import abstract_params, count_params
 from vivit_jax.train.state import init_params
 from vivit_jax.train.trainer import train_and_evaluate
 
+pytestmark = pytest.mark.usefixtures('compilation_cache')
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLASSES = ('left', 'right', 'up')
 SIZES = {'train': 16, 'validation': 8, 'test': 8}
-
-
-def _write_split(directory, split, num):
-  rng = np.random.default_rng(len(split))
-  path = os.path.join(directory, f'tiny_{split}-00000-of-00001')
-  with tf.io.TFRecordWriter(path) as writer:
-    for i in range(num):
-      label = i % len(CLASSES)
-      frames = rng.integers(0, 255, (6, 16, 16, 3), dtype=np.uint8)
-      example = records.make_sequence_example(
-        [records.encode_jpeg(f) for f in frames],
-        [label],
-        label_texts=[CLASSES[label]],
-        filename=f'{split}_{i}',
-        start_us=0,
-        end_us=240_000,
-      )
-      writer.write(example.SerializeToString())
-  records.write_label_map(os.path.join(directory, records.LABEL_MAP_FILENAME), CLASSES)
-
-
-@pytest.fixture(autouse=True, scope='module')
-def compilation_cache(tmp_path_factory):
-  """The rows and the resumed run compile the same tiny programs: compile them once."""
-  from jax._src import compilation_cache as cc
-
-  names = (
-    'jax_compilation_cache_dir',
-    'jax_persistent_cache_min_compile_time_secs',
-    'jax_persistent_cache_min_entry_size_bytes',
-  )
-  saved = {n: getattr(jax.config, n) for n in names}
-  jax.config.update(names[0], str(tmp_path_factory.mktemp('jax_cache')))
-  jax.config.update(names[1], 0)
-  jax.config.update(names[2], 0)
-  cc.reset_cache()
-  yield
-  for name, value in saved.items():
-    jax.config.update(name, value)
 
 
 @pytest.fixture(scope='module')
@@ -70,7 +31,7 @@ def tiny_config(tmp_path_factory):
   """configs/synthetic.py shrunk: width 16, 1 layer, 4 frames of 16x16, 2 steps."""
   data_dir = str(tmp_path_factory.mktemp('data'))
   for split, num in SIZES.items():
-    _write_split(data_dir, split, num)
+    write_tiny_split(data_dir, split, num)
   config = load_config_file(os.path.join(REPO, 'configs', 'synthetic.py'))
   d = config.dataset_configs
   d.base_dir = data_dir

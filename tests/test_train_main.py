@@ -5,32 +5,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-import tensorflow as tf
-
-from vivit_jax.data import records
+from train_fakes import write_tiny_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLASSES = ('left', 'right', 'up')
-
-
-def _write_split(directory, split, num):
-  rng = np.random.default_rng(len(split))
-  path = os.path.join(directory, f'tiny_{split}-00000-of-00001')
-  with tf.io.TFRecordWriter(path) as writer:
-    for i in range(num):
-      label = i % len(CLASSES)
-      frames = rng.integers(0, 255, (6, 16, 16, 3), dtype=np.uint8)
-      example = records.make_sequence_example(
-        [records.encode_jpeg(f) for f in frames],
-        [label],
-        label_texts=[CLASSES[label]],
-        filename=f'{split}_{i}',
-        start_us=0,
-        end_us=240_000,
-      )
-      writer.write(example.SerializeToString())
-  records.write_label_map(os.path.join(directory, records.LABEL_MAP_FILENAME), CLASSES)
 
 
 def _main(workdir, data_dir, steps):
@@ -72,7 +49,7 @@ def test_main_trains_two_steps_then_a_restart_resumes_and_finishes(tmp_path):
   data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'work')
   os.makedirs(data_dir)
   for split, num in (('train', 16), ('validation', 7), ('test', 5)):
-    _write_split(data_dir, split, num)
+    write_tiny_split(data_dir, split, num)
 
   first = _main(workdir, data_dir, steps=2)
   assert first.returncode == 0, first.stderr[-3000:]

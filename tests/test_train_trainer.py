@@ -7,33 +7,14 @@ import signal
 import jax
 import numpy as np
 import pytest
-from train_fakes import FakeDataset, TinyModel
+from train_fakes import FakeDataset, TinyModel, compilation_cache  # noqa: F401 (fixture)
 
 from vivit_jax.config import get_defaults
 from vivit_jax.train import trainer
 from vivit_jax.train.checkpointing import Checkpointer
 from vivit_jax.train.state import create_train_state, init_params
 
-
-@pytest.fixture(autouse=True, scope='module')
-def compilation_cache(tmp_path_factory):
-  """Each run compiles the same tiny programs; a disk cache compiles them once."""
-  from jax._src import compilation_cache as cc
-
-  names = (
-    'jax_compilation_cache_dir',
-    'jax_persistent_cache_min_compile_time_secs',
-    'jax_persistent_cache_min_entry_size_bytes',
-  )
-  saved = {n: getattr(jax.config, n) for n in names}
-  jax.config.update(names[0], str(tmp_path_factory.mktemp('jax_cache')))
-  jax.config.update(names[1], 0)
-  jax.config.update(names[2], 0)
-  cc.reset_cache()
-  yield
-  for name, value in saved.items():
-    jax.config.update(name, value)
-  cc.reset_cache()
+pytestmark = pytest.mark.usefixtures('compilation_cache')
 
 
 def _config(steps=4, **overrides):

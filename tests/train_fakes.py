@@ -7,9 +7,14 @@ readable from their mean colour, so a tiny model learns it in a few steps.
 
 from __future__ import annotations
 
+import os
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+import tensorflow as tf
 
 
 class TinyModel(nn.Module):
@@ -123,3 +128,52 @@ class FakeDataset:
 
   def test_iter(self):
     return self._one_pass('test', views=self.num_views)
+
+
+TINY_CLASSES = ('left', 'right', 'up')
+
+
+def write_tiny_split(directory: str, split: str, num: int) -> None:
+  """Writes shard `tiny_<split>-00000-of-00001` of `num` random 6x16x16 clips and the label map."""
+  from vivit_jax.data import records
+
+  rng = np.random.default_rng(len(split))
+  path = os.path.join(directory, f'tiny_{split}-00000-of-00001')
+  with tf.io.TFRecordWriter(path) as writer:
+    for i in range(num):
+      label = i % len(TINY_CLASSES)
+      frames = rng.integers(0, 255, (6, 16, 16, 3), dtype=np.uint8)
+      example = records.make_sequence_example(
+        [records.encode_jpeg(f) for f in frames],
+        [label],
+        label_texts=[TINY_CLASSES[label]],
+        filename=f'{split}_{i}',
+        start_us=0,
+        end_us=240_000,
+      )
+      writer.write(example.SerializeToString())
+  records.write_label_map(os.path.join(directory, records.LABEL_MAP_FILENAME), TINY_CLASSES)
+
+
+@pytest.fixture(scope='module')
+def compilation_cache(tmp_path_factory):
+  """Runs in one module compile the same tiny programs; a disk cache compiles them once.
+
+  Use with `pytestmark = pytest.mark.usefixtures('compilation_cache')` after importing it.
+  """
+  from jax._src import compilation_cache as cc
+
+  names = (
+    'jax_compilation_cache_dir',
+    'jax_persistent_cache_min_compile_time_secs',
+    'jax_persistent_cache_min_entry_size_bytes',
+  )
+  saved = {n: getattr(jax.config, n) for n in names}
+  jax.config.update(names[0], str(tmp_path_factory.mktemp('jax_cache')))
+  jax.config.update(names[1], 0)
+  jax.config.update(names[2], 0)
+  cc.reset_cache()
+  yield
+  for name, value in saved.items():
+    jax.config.update(name, value)
+  cc.reset_cache()
