@@ -13,6 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vivit_jax.tools import cli
 from vivit_jax.train import trainer
 from vivit_jax.train.checkpointing import quiet_orbax_logging
 
@@ -71,4 +72,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

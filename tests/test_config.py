@@ -8,9 +8,12 @@ from vivit_jax.models import build_model
 
 
 def test_misspelt_key_names_the_closest_known_key():
-  with pytest.raises(ConfigError, match=r"'dataset_configs.one_hot_label'.*'one_hot_labels'"):
+  with pytest.raises(
+    ConfigError,
+    match=r"'dataset_configs.one_hot_label'. Did you mean 'dataset_configs.one_hot_labels'",
+  ):
     resolve({'dataset_configs': {'one_hot_label': True}})
-  with pytest.raises(ConfigError, match=r"'model.num_head'.*'num_heads'"):
+  with pytest.raises(ConfigError, match=r"'model.num_head'. Did you mean 'model.num_heads'"):
     build_model(dict(tiny_config(), model={**tiny_config()['model'], 'num_head': 4}))
 
 

@@ -22,6 +22,9 @@ import ml_collections
 from absl import logging
 from ml_collections import config_dict
 
+from vivit_jax import errors
+from vivit_jax.errors import UserError
+
 # Sub-trees whose keys are free-form (split names, a source model's config).
 FREE_FORM_KEYS = frozenset(
   {
@@ -238,7 +241,7 @@ def get_defaults() -> ml_collections.ConfigDict:
   return c
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A config has an unknown key, a value of the wrong type, or bad values."""
 
 
@@ -252,7 +255,7 @@ def _all_paths(tree: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
   return paths
 
 
-def _closest(key: str, known: Sequence[str]) -> str:
+def _closest(key: str, known: Sequence[str], prefix: str = '') -> str:
   """A hint naming the closest known key, here or elsewhere in the schema."""
   paths = _all_paths(get_defaults())
   leaves = [p.rsplit('.', 1)[-1] for p in paths]
@@ -260,7 +263,7 @@ def _closest(key: str, known: Sequence[str]) -> str:
     return f" Did you mean '{paths[leaves.index(key)]}'?"
   match = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
   if match:
-    return f" Did you mean '{match[0]}'?"
+    return f" Did you mean '{prefix + '.' if prefix else ''}{match[0]}'?"
   match = difflib.get_close_matches(key, leaves, n=1, cutoff=0.8)
   if match:
     return f" Did you mean '{paths[leaves.index(match[0])]}'?"
@@ -296,6 +299,45 @@ def _check_type(path: str, default: Any, value: Any, field_type: Any) -> None:
     )
 
 
+def _unknown_key(path: str, known: Sequence[str], given: str = '') -> ConfigError:
+  """The error for the unknown key `path`; `known` are the keys beside it."""
+  prefix, _, key = path.rpartition('.')
+  where = f' (given as {given})' if given else ''
+  return ConfigError(
+    f"Unknown config key '{path}'{where}.{_closest(key, known, prefix)} Known keys under "
+    f"'{prefix or '<root>'}': {', '.join(sorted(known))}."
+  )
+
+
+def check_key(path: str, given: str = '') -> None:
+  """Raises ConfigError unless the dotted `path` names a key of the schema.
+
+  Used on command-line overrides (`--config.model.hidden_size=...`) before
+  ml_collections parses them, whose own error for a misspelt key is an escaped
+  AttributeError deep inside flag parsing.
+
+  Args:
+    path: e.g. 'model.hidden_size'.
+    given: the command-line argument, quoted in the message.
+  """
+  tree = get_defaults()
+  parts = path.split('.')
+  for i, key in enumerate(parts):
+    here = '.'.join(parts[: i + 1])
+    if here in IGNORED_SCENIC_KEYS:
+      return
+    if not isinstance(tree, ml_collections.ConfigDict) or key not in tree:
+      if not isinstance(tree, ml_collections.ConfigDict):
+        raise ConfigError(
+          f"Config key '{'.'.join(parts[:i])}' is a value, not a group of settings, so "
+          f"'{path}'{f' (given as {given})' if given else ''} does not exist."
+        )
+      raise _unknown_key(here, list(tree.keys()), given)
+    if here in FREE_FORM_KEYS:
+      return
+    tree = tree[key]
+
+
 def _merge(defaults: ml_collections.ConfigDict, user: Any, prefix: str) -> None:
   """Writes `user` over `defaults` in place, rejecting unknown keys."""
   user_dict = _as_dict(user)
@@ -308,10 +350,7 @@ def _merge(defaults: ml_collections.ConfigDict, user: Any, prefix: str) -> None:
       logging.warning("Ignoring Scenic config key '%s' (not used by vivit-jax).", path)
       continue
     if key not in known:
-      raise ConfigError(
-        f"Unknown config key '{path}'.{_closest(key, known)} Known keys under "
-        f"'{prefix or '<root>'}': {', '.join(sorted(known))}."
-      )
+      raise _unknown_key(path, known)
     default = defaults[key]
     if path in FREE_FORM_KEYS:
       as_dict = _as_dict(value)
@@ -351,6 +390,26 @@ def check_choice(path: str, value: Any, choices: Sequence[Any]) -> None:
     raise ConfigError(
       f"Config key '{path}' is {value!r}; expected one of {', '.join(map(repr, choices))}."
     )
+
+
+def batch_split_problem(name: str, total: int, hosts: int, local_devices: int) -> str | None:
+  """The message for a batch size that does not split over the devices, or None if it does.
+
+  Args:
+    name: the config key, e.g. 'batch_size'.
+    total: its value, the global batch size.
+    hosts: the number of processes.
+    local_devices: devices per process.
+  """
+  devices = hosts * local_devices
+  if total % devices == 0 and total > 0:
+    return None
+  per_host = f'{hosts} hosts x {local_devices} local devices' if hosts > 1 else '1 host'
+  example = errors.nearest_multiples(total, devices)
+  return (
+    f'config.{name}={total} does not split evenly over the {devices} devices ({per_host}): '
+    f'set it to a multiple of {devices}, e.g. {example} (--config.{name}=...).'
+  )
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:

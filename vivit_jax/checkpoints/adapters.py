@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from vivit_jax.errors import UserError
+
 POSEMB_METHODS = ('tile', 'resize', 'resize_tile')
 KERNEL_METHODS = (
   'central_frame_initializer',
@@ -20,7 +22,7 @@ KERNEL_METHODS = (
 Grid = tuple[int, int, int]  # (t, h, w) tokens
 
 
-class ShapeError(ValueError):
+class ShapeError(UserError, ValueError):
   """A checkpoint array cannot be adapted to the parameter's shape."""
 
 

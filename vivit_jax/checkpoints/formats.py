@@ -17,9 +17,11 @@ from typing import Any
 import flax.serialization
 import numpy as np
 
-from vivit_jax.checkpoints import huggingface
+from vivit_jax.checkpoints import huggingface, workdir
+from vivit_jax.config import ConfigError
+from vivit_jax.errors import MissingFileError, UserError
 
-FORMATS = ('big_vision', 'scenic', 'huggingface')
+FORMATS = ('big_vision', 'scenic', 'huggingface', 'orbax')
 Flat = dict[str, np.ndarray]
 
 # vision_transformer's 2020 files number the modules inside a block in pre-Linen
@@ -30,6 +32,10 @@ _PRE_LINEN_BLOCK = {
   'MlpBlock_3': 'MlpBlock_0',
 }
 _CHECKPOINT_FILE = re.compile(r'^checkpoint(_(\d+))?$')
+
+
+class CheckpointFormatError(UserError, ValueError):
+  """A file is not the checkpoint format it was read as, or holds no parameters."""
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = '') -> Flat:
@@ -66,7 +72,10 @@ def _scenic_file(path: str) -> str:
     if match and os.path.isfile(os.path.join(path, name)):
       steps.append((int(match.group(2) or -1), name))
   if not steps:
-    raise FileNotFoundError(f"No 'checkpoint' or 'checkpoint_<step>' file in directory {path!r}.")
+    raise MissingFileError(
+      f"No 'checkpoint' or 'checkpoint_<step>' file in directory {path!r}, and it is no "
+      'training workdir. Point at a workdir, a Scenic/Flax msgpack file or its directory.'
+    )
   return os.path.join(path, max(steps)[1])
 
 
@@ -75,14 +84,20 @@ def detect_format(path: str) -> str:
 
   Returns:
     'huggingface' for a directory with model.safetensors (or a .safetensors
-    file), 'big_vision' for an .npz file (or any zip), 'scenic' otherwise
-    (a msgpack file, or a directory holding `checkpoint[_<step>]`).
+    file), 'orbax' for a training workdir or one of its Orbax checkpoints,
+    'big_vision' for an .npz file (or any zip), 'scenic' otherwise (a msgpack
+    file, or a directory holding `checkpoint[_<step>]`).
   """
   if not os.path.exists(path):
-    raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
+    raise MissingFileError(
+      f'Checkpoint {workdir.resolve_path(path)} does not exist (relative paths start from '
+      'the current directory).'
+    )
   if os.path.isdir(path):
     if os.path.isfile(os.path.join(path, huggingface.WEIGHTS_NAME)):
       return 'huggingface'
+    if workdir.find_item(path) is not None:
+      return 'orbax'
     return 'scenic'
   if path.endswith('.safetensors'):
     return 'huggingface'
@@ -146,7 +161,7 @@ def read_scenic(path: str) -> Flat:
   try:
     state = flax.serialization.msgpack_restore(data)
   except Exception as e:  # msgpack raises its own (undocumented) error types.
-    raise ValueError(
+    raise CheckpointFormatError(
       f'{path!r} is not a Scenic/Flax msgpack checkpoint ({type(e).__name__}: {e}). Point '
       'init_from.checkpoint_path at a ViT (.npz), Scenic/Flax (msgpack) or Hugging Face '
       'checkpoint, or set init_from.checkpoint_format.'
@@ -155,28 +170,46 @@ def read_scenic(path: str) -> Flat:
   while isinstance(tree, Mapping) and ('params' in tree or 'optimizer' in tree):
     tree = tree['params'] if 'params' in tree else tree['optimizer']['target']
   if not isinstance(tree, Mapping) or not tree:
-    raise ValueError(f'{path!r} holds no parameters under `params` or `optimizer/target`.')
+    raise CheckpointFormatError(
+      f'{path!r} holds no parameters under `params` or `optimizer/target`.'
+    )
   return canonical_vit_names(flatten(tree))
 
 
-def read_checkpoint(path: str, checkpoint_format: str | None = None) -> tuple[Flat, str]:
+def read_orbax(path: str, step: int | None = None) -> Flat:
+  """Reads the params of a training workdir or one of its Orbax checkpoints (latest or `step`)."""
+  item = workdir.find_item(path, step)
+  if item is None:
+    raise MissingFileError(
+      f'{workdir.resolve_path(path)} is no training workdir or Orbax checkpoint (no '
+      "'checkpoints/<step>' or '<step>/default' inside)."
+    )
+  return flatten(workdir.read_params(item))
+
+
+def read_checkpoint(
+  path: str, checkpoint_format: str | None = None, step: int | None = None
+) -> tuple[Flat, str]:
   """Reads any supported checkpoint into Scenic's flat parameter names.
 
   Args:
-    path: file or directory.
+    path: file or directory (relative paths start from the current directory).
     checkpoint_format: one of FORMATS, or None to detect it.
+    step: the step of a training workdir to read; None for the latest.
 
   Returns:
     (flat params {name: array}, the format used).
   """
   checkpoint_format = checkpoint_format or detect_format(path)
+  if checkpoint_format == 'orbax':
+    return read_orbax(path, step), checkpoint_format
   if checkpoint_format == 'big_vision':
     return read_big_vision(path), checkpoint_format
   if checkpoint_format == 'scenic':
     return read_scenic(path), checkpoint_format
   if checkpoint_format == 'huggingface':
     return huggingface.read(path), checkpoint_format
-  raise ValueError(
+  raise ConfigError(
     f'init_from.checkpoint_format is {checkpoint_format!r}; expected one of {", ".join(FORMATS)}.'
   )
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from vivit_jax.checkpoints import safetensors
+from vivit_jax.config import ConfigError
 
 WEIGHTS_NAME = 'model.safetensors'
 CONFIG_NAME = 'config.json'
@@ -90,7 +92,7 @@ def to_hf(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   """Scenic flat params of a token-classifier Model 1 -> HF ViViT state dict."""
   p = params
   if 'cls' not in p or any(k.startswith('pre_logits') for k in p):
-    raise ValueError(
+    raise ConfigError(
       "HF ViViT holds Model 1 with model.classifier='token' and no representation_size; "
       'these params do not match it.'
     )
@@ -126,11 +128,60 @@ def to_hf(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def hf_config(config: Any, num_classes: int) -> dict[str, Any]:
-  """config.json of HF's VivitForVideoClassification for a resolved Model 1 config."""
+# (config key, the value HF's ViViT needs): VivitForVideoClassification is
+# Model 1 (joint space-time attention) on 3D-convolution tubelets, classified
+# from the class token by one linear layer.
+HF_REQUIREMENTS = (
+  ('model.attention_config.type', 'spacetime'),
+  ('model.temporal_encoding_config.method', '3d_conv'),
+  ('model.classifier', 'token'),
+  ('model.representation_size', None),
+  ('dataset_configs.class_splits', None),
+)
+
+
+def check_config(config: Any) -> None:
+  """Raises ConfigError unless a resolved config's model can be written as HF's ViViT.
+
+  Checked before anything is read or written, so a refused conversion leaves no
+  output behind; the message names every key to set.
+  """
+  wrong = []
+  for key, needed in HF_REQUIREMENTS:
+    value = config
+    for part in key.split('.'):
+      value = value[part]
+    if value != needed:
+      wrong.append(f'{key}={needed!r} (this config: {value!r})')
+  if wrong:
+    raise ConfigError(
+      "HF transformers' ViViT (VivitForVideoClassification) is Model 1 with a class token, "
+      f'so this model cannot be written in its format: it needs {"; ".join(wrong)}. Train a '
+      'model with those settings (--config.KEY=VALUE; docs/pretrained.md shows the command), '
+      'or convert without --to=huggingface.'
+    )
+
+
+def hf_config(
+  config: Any, num_classes: int, label_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+  """config.json of HF's VivitForVideoClassification for a resolved Model 1 config.
+
+  Args:
+    config: the resolved config.
+    num_classes: the classifier's outputs.
+    label_names: class i's name at index i (`id2label`, `label2id`); LABEL_i
+      when None, as transformers names them.
+  """
   model, data = config.model, config.dataset_configs
   ph, pw, pt = model.patches.size
-  labels = {str(i): f'LABEL_{i}' for i in range(num_classes)}
+  if label_names is not None and len(label_names) != num_classes:
+    raise ConfigError(
+      f'The label map has {len(label_names)} names for a model of {num_classes} classes: give '
+      'the label map of the data the model was trained on (--label_map).'
+    )
+  names = list(label_names) if label_names is not None else None
+  labels = {str(i): names[i] if names else f'LABEL_{i}' for i in range(num_classes)}
   return {
     'architectures': ['VivitForVideoClassification'],
     'model_type': 'vivit',
@@ -153,9 +204,27 @@ def hf_config(config: Any, num_classes: int) -> dict[str, Any]:
   }
 
 
-def write(path: str, params: Mapping[str, np.ndarray], config: Any, num_classes: int) -> None:
-  """Writes Model 1 params as an HF ViViT directory (config.json, model.safetensors)."""
-  os.makedirs(path, exist_ok=True)
-  safetensors.save(os.path.join(path, WEIGHTS_NAME), to_hf(params))
-  with open(os.path.join(path, CONFIG_NAME), 'w') as f:
-    json.dump(hf_config(config, num_classes), f, indent=2)
+def write(
+  path: str,
+  params: Mapping[str, np.ndarray],
+  config: Any,
+  num_classes: int,
+  label_names: Sequence[str] | None = None,
+) -> None:
+  """Writes Model 1 params as an HF ViViT directory (config.json, model.safetensors).
+
+  Everything is converted before the directory is made, so a refusal leaves
+  nothing behind; a directory this call made is removed if writing fails.
+  """
+  tensors = to_hf(params)
+  description = json.dumps(hf_config(config, num_classes, label_names), indent=2)
+  created = not os.path.exists(path)
+  try:
+    os.makedirs(path, exist_ok=True)
+    safetensors.save(os.path.join(path, WEIGHTS_NAME), tensors)
+    with open(os.path.join(path, CONFIG_NAME), 'w') as f:
+      f.write(description)
+  except BaseException:
+    if created:
+      shutil.rmtree(path, ignore_errors=True)
+    raise

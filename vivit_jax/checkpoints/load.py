@@ -30,7 +30,7 @@ def convert(
   if not any(entry.action in ('copied', 'adapted') for entry in report):
     # Loading nothing would silently train from scratch.
     names = ', '.join(sorted(source)[:4]) or 'nothing'
-    raise ValueError(
+    raise formats.CheckpointFormatError(
       f'{init.checkpoint_path!r} ({fmt} format) holds no parameter of this model: it has '
       f'{names}{" ..." if len(source) > 4 else ""}. Point init_from.checkpoint_path at a '
       'ViT (.npz), Scenic/Flax (msgpack) or Hugging Face checkpoint, or set '

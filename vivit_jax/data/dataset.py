@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from vivit_jax import config as config_lib
 from vivit_jax.data import pipeline, records, sources
 from vivit_jax.data.sources import DataError
 from vivit_jax.data.tfrecord_source import TFRecordSource, find_undecodable_frame
@@ -189,11 +190,9 @@ def _batch_sizes(config: ml_collections.ConfigDict, devices: int, hosts: int) ->
     ('batch_size', config.batch_size),
     ('eval_batch_size', config.eval_batch_size or config.batch_size),
   ):
-    if total % hosts or (total // hosts) % devices:
-      raise DataError(
-        f'config.{name}={total} must split evenly over {hosts} hosts and then over '
-        f'{devices} local devices per host.'
-      )
+    problem = config_lib.batch_split_problem(name, total, hosts, devices)
+    if problem:
+      raise DataError(problem)
     sizes.append(total // hosts)
   test = config.dataset_configs.test_batch_size or devices
   if test % devices:
@@ -204,6 +203,9 @@ def _batch_sizes(config: ml_collections.ConfigDict, devices: int, hosts: int) ->
   return sizes[0], sizes[1], test
 
 
+_SPLIT_ORDER = {'train': 0, 'validation': 1, 'test': 2}
+
+
 def _tfrecord_splits(
   dc: ml_collections.ConfigDict,
   process_index: int,
@@ -211,8 +213,10 @@ def _tfrecord_splits(
   batches: dict[str, int],
 ) -> dict[str, SplitData]:
   splits = {}
-  for name in dc.tables.keys():
-    files = sources.expand_table(dc.base_dir, dc.tables[name])
+  # Training's own table is checked first: it is the one a training run needs.
+  names = sorted(dc.tables.keys(), key=lambda n: (_SPLIT_ORDER.get(n, len(_SPLIT_ORDER)), n))
+  for name in names:
+    files = sources.expand_table(dc.base_dir, dc.tables[name], split=name)
     host_files = sources.files_for_process(files, process_index, process_count)
     _check_not_empty(name, dc.tables[name], files, host_files)
     given = dc.examples_per_subset.get(name)

@@ -20,28 +20,35 @@ from collections.abc import Sequence
 import tensorflow as tf
 from absl import logging
 
+from vivit_jax.errors import UserError
+
 COUNTS_FILENAME = 'record_counts.json'
 _SHARD_SPEC = re.compile(r'^(?P<name>.+)@(?P<num>\d+)$')
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
   """Input data is missing, malformed or inconsistent with the config."""
 
 
-def expand_table(base_dir: str | None, table: str | Sequence[str]) -> list[str]:
+def expand_table(
+  base_dir: str | None, table: str | Sequence[str], split: str | None = None
+) -> list[str]:
   """Returns the files a table spec names, in shard order.
 
   Args:
     base_dir: directory that relative names are taken from (may be None).
     table: `name@N`, a glob, a file name, or a list of these.
+    split: the split the table is for ('train', ...), named in errors.
 
   Raises:
-    DataError: a named file does not exist or a glob matches nothing.
+    DataError: a named file does not exist or a glob matches nothing; the
+      message names the split, the directory looked in and the key to set.
   """
   if isinstance(table, (list, tuple)):
-    return [f for spec in table for f in expand_table(base_dir, spec)]
+    return [f for spec in table for f in expand_table(base_dir, spec, split)]
   spec = str(table)
-  if base_dir and not os.path.isabs(spec) and '://' not in spec:
+  relative = not os.path.isabs(spec) and '://' not in spec
+  if base_dir and relative:
     spec = os.path.join(base_dir, spec)
   match = _SHARD_SPEC.match(spec)
   if match:
@@ -49,17 +56,26 @@ def expand_table(base_dir: str | None, table: str | Sequence[str]) -> list[str]:
     files = [f'{match["name"]}-{i:05d}-of-{num:05d}' for i in range(num)]
   elif any(c in spec for c in '*?['):
     files = sorted(tf.io.gfile.glob(spec))
-    if not files:
-      raise DataError(f'The table glob {spec!r} matches no file.')
   else:
     files = [spec]
-  missing = [f for f in files if not tf.io.gfile.exists(f)]
-  if missing:
+  missing = [f for f in files if not tf.io.gfile.exists(f)] if files else [spec]
+  if not missing:
+    return files
+  which = f"the '{split}' table" if split else 'table'
+  key = f'dataset_configs.tables.{split}' if split else 'dataset_configs.tables'
+  if relative and not base_dir:
     raise DataError(
-      f'Missing data file {missing[0]!r} ({len(missing)} of {len(files)} files of table '
-      f'{table!r} are missing). Check dataset_configs.base_dir and dataset_configs.tables.'
+      f'The data of {which} {table!r} is missing: dataset_configs.base_dir is unset, so it '
+      f'was looked for in the current directory ({os.getcwd()}), where {missing[0]!r} does '
+      'not exist. Set dataset_configs.base_dir to the directory holding the data '
+      f'(--config.dataset_configs.base_dir=DIR), or give {key} as absolute paths.'
     )
-  return files
+  if not files:
+    raise DataError(f'The glob {spec!r} of {which} matches no file. Check {key}.')
+  raise DataError(
+    f'Missing data file {missing[0]!r} ({len(missing)} of {len(files)} files of {which} '
+    f'{table!r} are missing). Check dataset_configs.base_dir ({base_dir!r}) and {key}.'
+  )
 
 
 def files_for_process(files: Sequence[str], process_index: int, process_count: int) -> list[str]:

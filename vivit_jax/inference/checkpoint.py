@@ -2,69 +2,26 @@
 
 Three layouts are accepted, so that a user can point at whatever they have:
 - a training workdir (`WORKDIR/checkpoints/<step>/`, written by
-  vivit_jax/train/checkpointing.py): its latest complete step;
+  vivit_jax/train/checkpointing.py): its latest complete step, or `step`;
 - an Orbax checkpoints directory (the `checkpoints/` folder itself) or one
   step directory in it;
 - a Flax msgpack file `{'params': ...}` or a directory holding `checkpoint`
   (`python -m vivit_jax.tools.convert_checkpoint`, Scenic's format).
 Only `params` is read: an Orbax train state's optimizer moments stay on disk.
+Relative paths are taken from the current directory.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import flax.serialization
-import jax
-import numpy as np
 
-_STEP = re.compile(r'^\d+$')
-_ORBAX_ITEM = 'default'
-
-
-def _orbax_steps(directory: str) -> list[int]:
-  """Complete Orbax step directories in `directory` (those with their item written)."""
-  if not os.path.isdir(directory):
-    return []
-  return sorted(
-    int(name)
-    for name in os.listdir(directory)
-    if _STEP.match(name) and os.path.isdir(os.path.join(directory, name, _ORBAX_ITEM))
-  )
-
-
-def _orbax_item(path: str) -> str | None:
-  """The Orbax item directory that `path` designates, or None if it is not Orbax."""
-  for directory in (os.path.join(path, 'checkpoints'), path):
-    steps = _orbax_steps(directory)
-    if steps:
-      return os.path.join(directory, str(steps[-1]), _ORBAX_ITEM)
-  if os.path.isdir(os.path.join(path, _ORBAX_ITEM)) and _STEP.match(os.path.basename(path)):
-    return os.path.join(path, _ORBAX_ITEM)
-  if os.path.basename(os.path.normpath(path)) == _ORBAX_ITEM and os.path.exists(
-    os.path.join(path, '_METADATA')
-  ):
-    return path
-  return None
-
-
-def _read_orbax_params(item: str) -> dict[str, Any]:
-  import orbax.checkpoint as ocp
-
-  checkpointer = ocp.PyTreeCheckpointer()
-  tree = checkpointer.metadata(item).item_metadata.tree
-  if 'params' not in tree:
-    raise ValueError(f'Orbax checkpoint {item!r} has no `params` (keys: {sorted(tree)}).')
-  # A params-only target with partial_restore reads nothing else from disk.
-  target = {'params': jax.tree_util.tree_map(lambda m: np.zeros(m.shape, m.dtype), tree['params'])}
-  restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-  restored = checkpointer.restore(
-    item, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
-  )
-  return restored['params']
+from vivit_jax.checkpoints import workdir
+from vivit_jax.data import records
+from vivit_jax.errors import MissingFileError
 
 
 def _msgpack_file(path: str) -> str:
@@ -73,9 +30,10 @@ def _msgpack_file(path: str) -> str:
   candidate = os.path.join(path, 'checkpoint')
   if os.path.isfile(candidate):
     return candidate
-  raise FileNotFoundError(
-    f'{path!r} is neither a training workdir, an Orbax checkpoint nor a msgpack checkpoint '
-    "(no 'checkpoints/<step>', '<step>/default' or 'checkpoint' inside)."
+  raise MissingFileError(
+    f'{path} is neither a training workdir, an Orbax checkpoint nor a msgpack checkpoint '
+    "(no 'checkpoints/<step>', '<step>/default' or 'checkpoint' inside). Point --checkpoint "
+    'at the --workdir of a training run, or at a file written by convert_checkpoint.'
   )
 
 
@@ -83,29 +41,66 @@ def _read_msgpack_params(path: str) -> dict[str, Any]:
   with open(path, 'rb') as f:
     state = flax.serialization.msgpack_restore(f.read())
   if not isinstance(state, Mapping) or 'params' not in state:
-    raise ValueError(f'{path!r} holds no `params` (a Flax msgpack {{"params": ...}} expected).')
+    raise MissingFileError(f'{path} holds no `params` (a Flax msgpack {{"params": ...}} expected).')
   return state['params']
 
 
-def load_params(path: str) -> tuple[dict[str, Any], str]:
+def load_params(path: str, step: int | None = None) -> tuple[dict[str, Any], str]:
   """Reads the model parameters of a checkpoint.
 
   Args:
     path: a training workdir, an Orbax checkpoints or step directory, or a
-      msgpack checkpoint file or the directory holding its `checkpoint` file.
+      msgpack checkpoint file or the directory holding its `checkpoint` file;
+      absolute or relative to the current directory.
+    step: which step of a workdir (None: the latest).
 
   Returns:
-    (params as a nested dict of numpy arrays, the path actually read).
+    (params as a nested dict of numpy arrays, the absolute path actually read).
 
   Raises:
-    FileNotFoundError: nothing at `path` looks like a checkpoint.
-    ValueError: the checkpoint holds no params.
+    MissingFileError: nothing at `path` looks like a checkpoint, it holds no
+      params, or `step` was not saved (the message lists the saved steps).
   """
+  path = workdir.resolve_path(path)
   if not os.path.exists(path):
-    raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
+    raise MissingFileError(
+      f'Checkpoint {path} does not exist. Point --checkpoint at the --workdir of a training '
+      'run (relative paths start from the current directory).'
+    )
   if os.path.isdir(path):
-    item = _orbax_item(path)
+    item = workdir.find_item(path, step)
     if item is not None:
-      return _read_orbax_params(item), item
+      return workdir.read_params(item), item
+  if step is not None:
+    raise MissingFileError(f'{path} is not a training workdir: it has no steps to choose from.')
   file = _msgpack_file(path)
   return _read_msgpack_params(file), file
+
+
+def default_label_map(checkpoint: str | None, base_dir: str | None) -> str | None:
+  """The label map that goes with a checkpoint, when one can be found.
+
+  Looked for, in order: `label_map.txt` next to the checkpoint (a workdir or
+  a converted directory), in the `dataset_configs.base_dir` of the workdir's
+  config.json, and in `base_dir` (the config's).
+
+  Returns:
+    The path of the first that exists, or None.
+  """
+  directories = []
+  if checkpoint:
+    path = workdir.resolve_path(checkpoint)
+    item = workdir.find_item(path) if os.path.isdir(path) else None
+    if item is not None:
+      root = workdir.workdir_of(item)
+      saved = workdir.saved_config(item) or {}
+      directories += [root, (saved.get('dataset_configs') or {}).get('base_dir')]
+    else:
+      directories.append(path if os.path.isdir(path) else os.path.dirname(path))
+  directories.append(base_dir)
+  for directory in directories:
+    if directory:
+      candidate = os.path.join(directory, records.LABEL_MAP_FILENAME)
+      if os.path.isfile(candidate):
+        return candidate
+  return None

@@ -10,7 +10,6 @@ probabilities when `config.multicrop_softmax_logits` is set.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,9 @@ import ml_collections
 import numpy as np
 
 from vivit_jax import config as config_lib
+from vivit_jax.checkpoints import workdir
 from vivit_jax.data import pipeline, records
+from vivit_jax.data.sources import DataError
 from vivit_jax.inference import checkpoint as checkpoint_lib
 from vivit_jax.inference import preprocess
 from vivit_jax.models import build_model, input_shape
@@ -55,32 +56,6 @@ def _probabilities(logits: np.ndarray, task: losses.Task) -> np.ndarray:
   return np.concatenate(out, axis=-1).astype(np.float32)
 
 
-def _check_params(module, params: Any, shape: tuple[int, ...]) -> None:
-  """Raises ValueError naming the first parameters that do not fit the config's model."""
-  expected = jax.eval_shape(
-    lambda: module.init(jax.random.key(0), np.zeros((1, *shape), np.float32), train=False)
-  )['params']
-  want = {'/'.join(map(str, k)): v.shape for k, v in _flat(expected)}
-  got = {'/'.join(map(str, k)): np.shape(v) for k, v in _flat(params)}
-  problems = [f'missing {k}' for k in sorted(want.keys() - got.keys())]
-  problems += [f'unexpected {k}' for k in sorted(got.keys() - want.keys())]
-  problems += [
-    f'{k}: checkpoint {got[k]} vs model {want[k]}'
-    for k in sorted(want.keys() & got.keys())
-    if tuple(got[k]) != tuple(want[k])
-  ]
-  if problems:
-    raise ValueError(
-      f"The checkpoint does not fit the config's model ({len(problems)} problems): "
-      + '; '.join(problems[:5])
-    )
-
-
-def _flat(tree: Any) -> list[tuple[tuple[str, ...], Any]]:
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return [(tuple(getattr(p, 'key', p) for p in path), v) for path, v in leaves]
-
-
 class VideoClassifier:
   """Classifies videos with a trained model, exactly as the test split is evaluated.
 
@@ -90,6 +65,7 @@ class VideoClassifier:
     label_names: class names (line i of label_map.txt is class i), or None.
     jpeg_quality: None feeds frames losslessly; 90 reproduces the JPEG frames
       `make_tfrecords` writes (inputs then equal those of the converted data).
+    source: where `params` came from, named when they do not fit the model.
 
   Example:
     >>> clf = VideoClassifier.from_checkpoint(config, '/tmp/workdir')
@@ -103,6 +79,7 @@ class VideoClassifier:
     *,
     label_names: Sequence[str] | None = None,
     jpeg_quality: int | None = None,
+    source: str = 'given to VideoClassifier',
   ):
     self.config = config_lib.resolve(config)
     dc = self.config.dataset_configs
@@ -110,7 +87,7 @@ class VideoClassifier:
     num_classes = int(np.shape(kernel)[-1]) if kernel is not None else None
     self.module = build_model(self.config, num_classes)
     self.input_shape = input_shape(self.config)
-    _check_params(self.module, params, self.input_shape)
+    workdir.check_fits(self.module, params, self.input_shape, source, self.config)
     num_classes = num_classes or int(sum(dc.class_splits or ()) or dc.num_classes)
     self.task = losses.Task(
       num_classes=num_classes,
@@ -119,7 +96,10 @@ class VideoClassifier:
       multi_label=bool(dc.multi_label),
     )
     if label_names is not None and len(label_names) != num_classes:
-      raise ValueError(f'{len(label_names)} label names for a model of {num_classes} classes.')
+      raise DataError(
+        f'The label map has {len(label_names)} names for a model of {num_classes} classes: '
+        'give the label map of the data the model was trained on (--label_map).'
+      )
     self.label_names = list(label_names) if label_names is not None else None
     self.spec = pipeline.ClipSpec.from_config(dc, num_classes)
     self.jpeg_quality = jpeg_quality
@@ -141,25 +121,32 @@ class VideoClassifier:
     *,
     label_map: str | None = None,
     jpeg_quality: int | None = None,
+    step: int | None = None,
   ) -> VideoClassifier:
     """Loads the params of a workdir, Orbax step directory or msgpack checkpoint.
 
     Args:
       config: the config, or the path of its file.
-      checkpoint: see `vivit_jax.inference.checkpoint.load_params`.
-      label_map: class names, one a line; default: `label_map.txt` in the
-        dataset's `base_dir` when it exists.
+      checkpoint: see `vivit_jax.inference.checkpoint.load_params` (relative
+        paths start from the current directory).
+      label_map: class names, one a line; default: the `label_map.txt` found
+        by `vivit_jax.inference.checkpoint.default_label_map` (the workdir's,
+        then the dataset's), if any.
       jpeg_quality: see the class.
+      step: which checkpoint of a workdir; None for the latest.
+
+    Raises:
+      MissingFileError: no checkpoint at `checkpoint`, or no such step.
+      ModelMismatchError: the checkpoint was trained with another config.
     """
     if isinstance(config, str):
       config = config_lib.load_config_file(config)
-    params, _ = checkpoint_lib.load_params(checkpoint)
+    params, source = checkpoint_lib.load_params(checkpoint, step)
     if label_map is None:
       base_dir = config_lib.resolve(config).dataset_configs.base_dir
-      default = os.path.join(base_dir, 'label_map.txt') if base_dir else ''
-      label_map = default if default and os.path.isfile(default) else None
+      label_map = checkpoint_lib.default_label_map(checkpoint, base_dir)
     names = records.read_label_map(label_map) if label_map else None
-    return cls(config, params, label_names=names, jpeg_quality=jpeg_quality)
+    return cls(config, params, label_names=names, jpeg_quality=jpeg_quality, source=source)
 
   def views(self, frames: np.ndarray) -> preprocess.Views:
     """The test views of u8[N, H, W, 3] frames (at the dataset's fps): f32[V, T, S, S, 3]."""

@@ -15,6 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from vivit_jax import ablation
+from vivit_jax.tools import cli
 from vivit_jax.train.checkpointing import quiet_orbax_logging
 
 FLAGS = flags.FLAGS
@@ -61,4 +62,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

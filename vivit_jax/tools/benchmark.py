@@ -22,7 +22,7 @@ import os
 import platform
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 
 from vivit_jax.config import load_config_file, resolve
 from vivit_jax.perf import (
@@ -35,6 +35,7 @@ from vivit_jax.perf import (
   small_config,
   variant_config,
 )
+from vivit_jax.tools import cli
 
 _CONFIG = flags.DEFINE_string('config', None, 'Config file; default: ViViT-S (see small_config).')
 _VARIANTS = flags.DEFINE_string('variants', 'all', "'all' or a comma list of VARIANTS names.")
@@ -209,4 +210,4 @@ def _scaling_section(base, names, frames, batch, repeats) -> list[str]:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

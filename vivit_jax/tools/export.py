@@ -21,8 +21,11 @@ from collections.abc import Sequence
 from absl import app, flags
 from ml_collections import config_flags
 
+from vivit_jax.tools import cli
+
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir or msgpack file.')
+_STEP = flags.DEFINE_integer('step', None, 'Step of a training workdir; default: the latest.')
 _OUTPUT = flags.DEFINE_string('output', None, 'SavedModel directory to write.')
 
 
@@ -38,7 +41,7 @@ def main(argv: Sequence[str]) -> None:
   from vivit_jax.inference import VideoClassifier
   from vivit_jax.inference.export import export_saved_model
 
-  classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value)
+  classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value)
   export_saved_model(
     classifier.module, classifier.params, classifier.input_shape, os.path.abspath(_OUTPUT.value)
   )
@@ -46,4 +49,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
+
+from vivit_jax.tools import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('output_dir', None, 'Where to write the dataset.')
@@ -30,4 +32,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['output_dir'])
-  app.run(main)
+  cli.run(main)

@@ -27,7 +27,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
+
+from vivit_jax.tools import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('csv', None, 'CSV with columns video_path,label[,start,end].')
@@ -256,4 +258,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['csv', 'output_dir'])
-  app.run(main)
+  cli.run(main)

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from vivit_jax.config import load_config_file
 from vivit_jax.models.stats import HEADER, model_stats
+from vivit_jax.tools import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
 _ALL = flags.DEFINE_bool('all', False, 'Report every config in --configs_dir.')
@@ -48,4 +49,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

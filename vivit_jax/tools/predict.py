@@ -26,10 +26,14 @@ from vivit_jax.inference import files
 # Decoding reuses make_tfrecords, whose flags include --label_map and
 # --jpeg_quality: it is imported first so that the definitions below replace
 # those (allow_override) rather than clash with them.
-from vivit_jax.tools import make_tfrecords  # noqa: F401
+from vivit_jax.tools import (
+  cli,
+  make_tfrecords,  # noqa: F401
+)
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir or msgpack file.')
+_STEP = flags.DEFINE_integer('step', None, 'Step of a training workdir; default: the latest.')
 _LABEL_MAP = flags.DEFINE_string('label_map', None, 'Class names, one a line.', allow_override=True)
 _TOP_K = flags.DEFINE_integer('top_k', 5, 'Classes shown per video.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Write one JSON line per video here.')
@@ -56,6 +60,7 @@ def main(argv: Sequence[str]) -> None:
     _CHECKPOINT.value,
     label_map=_LABEL_MAP.value,
     jpeg_quality=_JPEG_QUALITY.value,
+    step=_STEP.value,
   )
   failures = files.predict_files(
     classifier, paths, top_k=_TOP_K.value, batch_size=_BATCH_SIZE.value, output=_OUTPUT.value
@@ -64,4 +69,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -17,10 +17,14 @@ from collections.abc import Sequence
 from absl import app, flags
 from ml_collections import config_flags
 
-from vivit_jax.tools import make_tfrecords  # noqa: F401 - its flags first; see predict.py.
+from vivit_jax.tools import (
+  cli,
+  make_tfrecords,  # noqa: F401 - its flags first; see predict.py.
+)
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir or msgpack file.')
+_STEP = flags.DEFINE_integer('step', None, 'Step of a training workdir; default: the latest.')
 _OUT = flags.DEFINE_string('out', 'attention.png', 'Image to write.')
 _SCALE = flags.DEFINE_integer('scale', 1, 'Pixels per input pixel in the image.')
 
@@ -36,11 +40,11 @@ def main(argv: Sequence[str]) -> None:
   from vivit_jax.inference import VideoClassifier
   from vivit_jax.inference.heatmap import attention_image
 
-  classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value)
+  classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value)
   image = attention_image(classifier, classifier.decode(argv[1]), _SCALE.value)
   Image.fromarray(image).save(_OUT.value)
   print(f'Wrote {_OUT.value} ({image.shape[1]}x{image.shape[0]})')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

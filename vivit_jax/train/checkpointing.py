@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from vivit_jax.errors import UserError
 from vivit_jax.train.state import TrainState
 
 
@@ -51,11 +52,11 @@ def unreplicate_to_host(tree: Any) -> Any:
   return jax.tree_util.tree_map(first, tree)
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
   """A checkpoint's parameter layout does not fit the model being trained."""
 
 
-class CheckpointSaveError(OSError):
+class CheckpointSaveError(UserError, OSError):
   """A checkpoint could not be written (e.g. the disk is full)."""
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from typing import Any
 
@@ -25,12 +26,13 @@ from clu import metric_writers, parameter_overview, periodic_actions
 
 from vivit_jax import config as config_lib
 from vivit_jax.data.prefetch import prefetch_to_device
+from vivit_jax.errors import UserError
 from vivit_jax.train import evaluation, losses, optimizers, schedules, steps
 from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher, unreplicate_to_host
 from vivit_jax.train.state import create_train_state, init_params
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
   """The training loss or gradient norm became NaN or infinite."""
 
 
@@ -111,6 +113,24 @@ def _write_json(path: str, value: Any) -> None:
   os.replace(path + '.tmp', path)
 
 
+def _undo_new_entries(workdir: str):
+  """A function that removes what appeared in `workdir` since this call (all of it if new)."""
+  before = set(os.listdir(workdir)) if os.path.isdir(workdir) else None
+
+  def undo() -> None:
+    if before is None:
+      shutil.rmtree(workdir, ignore_errors=True)
+      return
+    for name in set(os.listdir(workdir)) - before:
+      path = os.path.join(workdir, name)
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        os.remove(path)
+
+  return undo
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, dataset=None, module=None
 ) -> dict[str, Any]:
@@ -131,6 +151,24 @@ def train_and_evaluate(
     NonFiniteLossError: the loss became NaN or infinite (no checkpoint is
       written for that or any later step).
   """
+  # A run that fails before its first step (a bad key, missing data, a workdir
+  # of another config) leaves the workdir as it found it: no event files, no
+  # config.json, no empty checkpoints/ and, if it was new, no workdir.
+  workdir = os.path.abspath(workdir)
+  undo = _undo_new_entries(workdir)
+  progress = {'stepped': False}
+  try:
+    return _train_and_evaluate(config, workdir, dataset, module, progress)
+  except BaseException:
+    if not progress['stepped'] and jax.process_index() == 0:
+      undo()
+    raise
+
+
+def _train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, dataset, module, progress: dict[str, bool]
+) -> dict[str, Any]:
+  """The body of `train_and_evaluate`; sets progress['stepped'] once a step has run."""
   # Setup. Resolving first makes a typo in any key fail before work starts.
   config = config_lib.resolve(config)
   workdir = os.path.abspath(workdir)
@@ -142,10 +180,11 @@ def train_and_evaluate(
 
   # Devices: each process feeds its local devices a slice of the global batch.
   num_devices = jax.device_count()
-  if config.batch_size and config.batch_size % num_devices:
-    raise config_lib.ConfigError(
-      f'batch_size {config.batch_size} is not divisible by the {num_devices} devices.'
-    )
+  problem = config.batch_size and config_lib.batch_split_problem(
+    'batch_size', config.batch_size, jax.process_count(), jax.local_device_count()
+  )
+  if problem:
+    raise config_lib.ConfigError(problem)
   logging.info(
     '%d processes, %d devices (%d local).',
     jax.process_count(),
@@ -291,6 +330,7 @@ def train_and_evaluate(
     for step in range(start_step + 1, total_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         state, metrics = update(state, next(train_iter))
+      progress['stepped'] = True
       check_finite(pending)
       pending = (step, metrics)
       for hook in hooks:

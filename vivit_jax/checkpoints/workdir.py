@@ -1,0 +1,213 @@
+"""A training workdir (or one of its Orbax checkpoints) as a checkpoint to read params from.
+
+The trainer writes `WORKDIR/checkpoints/<step>/default/` (vivit_jax/train/
+checkpointing.py). Any of these paths designates a checkpoint: the workdir,
+its `checkpoints/` folder, one step directory, or the step's `default/` item.
+Paths are made absolute here, once: Orbax reads the metadata of a relative
+path as missing (and then fails far from the cause).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+import jax
+import numpy as np
+
+from vivit_jax.errors import MissingFileError, UserError
+
+_STEP = re.compile(r'^\d+$')
+_ITEM = 'default'
+CONFIG_NAME = 'config.json'
+
+
+class ModelMismatchError(UserError, ValueError):
+  """A checkpoint's parameters do not fit the model of the config it is used with."""
+
+
+def resolve_path(path: str) -> str:
+  """`path` made absolute (and `~` expanded): the one place checkpoint paths are resolved."""
+  return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def steps_in(directory: str) -> list[int]:
+  """Complete step directories in `directory` (those whose item is written), ascending."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(
+    int(name)
+    for name in os.listdir(directory)
+    if _STEP.match(name) and os.path.isdir(os.path.join(directory, name, _ITEM))
+  )
+
+
+def _choose(directory: str, steps: list[int], step: int | None) -> str:
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise MissingFileError(
+      f'No checkpoint of step {step} in {directory}: the steps there are '
+      f'{", ".join(map(str, steps))}. Give one of them (--step), or omit it for the latest.'
+    )
+  return os.path.join(directory, str(step), _ITEM)
+
+
+def find_item(path: str, step: int | None = None) -> str | None:
+  """The Orbax item directory `path` designates, or None when `path` is no Orbax checkpoint.
+
+  Args:
+    path: a training workdir, its `checkpoints/` folder, a step directory or
+      its `default/` item; relative to the current directory or absolute.
+    step: the step to read from a workdir or `checkpoints/` folder; None for
+      the latest. A step directory must be that step.
+
+  Raises:
+    MissingFileError: `step` is not among the saved steps (the message lists them).
+  """
+  path = resolve_path(path)
+  for directory in (os.path.join(path, 'checkpoints'), path):
+    steps = steps_in(directory)
+    if steps:
+      return _choose(directory, steps, step)
+  name = os.path.basename(path)
+  if _STEP.match(name) and os.path.isdir(os.path.join(path, _ITEM)):
+    item = os.path.join(path, _ITEM)
+  elif name == _ITEM and os.path.exists(os.path.join(path, '_METADATA')):
+    item = path
+  else:
+    return None
+  saved = int(os.path.basename(os.path.dirname(item)))
+  if step is not None and step != saved:
+    raise MissingFileError(
+      f'{path} is the checkpoint of step {saved}, not {step}. Give the workdir to choose a step.'
+    )
+  return item
+
+
+def workdir_of(item: str) -> str:
+  """The training workdir that holds the item directory `.../checkpoints/<step>/default`."""
+  return os.path.dirname(os.path.dirname(os.path.dirname(item)))
+
+
+def saved_config(item: str) -> dict[str, Any] | None:
+  """The `config.json` the trainer wrote next to the checkpoint, or None."""
+  path = os.path.join(workdir_of(item), CONFIG_NAME)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_params(item: str) -> dict[str, Any]:
+  """Reads only `params` of the train state at the Orbax item directory `item`.
+
+  Returns:
+    The params as a nested dict of numpy arrays (optimizer moments stay on disk).
+  """
+  import orbax.checkpoint as ocp
+
+  item = resolve_path(item)
+  checkpointer = ocp.PyTreeCheckpointer()
+  metadata = checkpointer.metadata(item)
+  tree = getattr(getattr(metadata, 'item_metadata', None), 'tree', None)
+  if tree is None:
+    raise MissingFileError(
+      f'{item} is not a complete Orbax checkpoint (its metadata cannot be read). Point at '
+      'a training workdir or another of its checkpoints/<step> directories.'
+    )
+  if 'params' not in tree:
+    raise MissingFileError(f'Orbax checkpoint {item} has no `params` (keys: {sorted(tree)}).')
+  # A params-only target with partial_restore reads nothing else from disk.
+  target = {'params': jax.tree_util.tree_map(lambda m: np.zeros(m.shape, m.dtype), tree['params'])}
+  restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+  restored = checkpointer.restore(
+    item, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
+  )
+  return restored['params']
+
+
+def _flat(tree: Any) -> dict[str, tuple[int, ...]]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {
+    '/'.join(str(getattr(p, 'key', p)) for p in path): tuple(np.shape(v)) for path, v in leaves
+  }
+
+
+# Config keys that change the parameters' shapes, compared with a workdir's config.json.
+_SHAPE_KEYS = (
+  'model.hidden_size',
+  'model.num_layers',
+  'model.num_heads',
+  'model.mlp_dim',
+  'model.patches.size',
+  'model.classifier',
+  'model.representation_size',
+  'model.attention_config.type',
+  'model.temporal_encoding_config.method',
+  'model.spatial_transformer.num_layers',
+  'model.temporal_transformer.num_layers',
+  'dataset_configs.num_frames',
+  'dataset_configs.crop_size',
+  'dataset_configs.num_classes',
+)
+
+
+def _get(tree: Any, dotted: str) -> Any:
+  for part in dotted.split('.'):
+    if not hasattr(tree, 'get'):
+      return None
+    tree = tree.get(part)
+  return list(tree) if isinstance(tree, (tuple, list)) else tree
+
+
+def config_differences(saved: dict[str, Any], config: Any) -> list[str]:
+  """'model.hidden_size=16 (this config: 32)' for each shape key `saved` sets otherwise."""
+  return [
+    f'{key}={_get(saved, key)!r} (this config: {_get(config, key)!r})'
+    for key in _SHAPE_KEYS
+    if _get(saved, key) != _get(config, key)
+  ]
+
+
+def check_fits(
+  module: Any, params: Any, shape: tuple[int, ...], source: str, config: Any = None
+) -> None:
+  """Raises ModelMismatchError unless `params` are exactly those of `module` on `shape` inputs.
+
+  Args:
+    module: the Flax model built from the config.
+    params: the checkpoint's params (nested dict).
+    shape: (T, S, S, 3) of one input view.
+    source: the checkpoint path read (named in the message; its workdir's
+      config.json, when there is one, is compared with `config`).
+    config: the resolved config, to name the keys that differ.
+  """
+  expected = jax.eval_shape(
+    lambda: module.init(jax.random.key(0), np.zeros((1, *shape), np.float32), train=False)
+  )['params']
+  want, got = _flat(expected), _flat(params)
+  problems = [f'missing {k}' for k in sorted(want.keys() - got.keys())]
+  problems += [f'unexpected {k}' for k in sorted(got.keys() - want.keys())]
+  problems += [
+    f'{k}: checkpoint {got[k]} vs model {want[k]}'
+    for k in sorted(want.keys() & got.keys())
+    if got[k] != want[k]
+  ]
+  if not problems:
+    return
+  fix = 'Pass the config the checkpoint was trained with.'
+  saved = saved_config(source) if source.endswith(os.sep + _ITEM) else None
+  if saved is not None:
+    differences = config_differences(saved, config) if config is not None else []
+    fix = (
+      f'It was trained with {os.path.join(workdir_of(source), CONFIG_NAME)}'
+      + (f', which sets {", ".join(differences)}' if differences else '')
+      + ': pass that config file, or set those keys (--config.KEY=VALUE).'
+    )
+  raise ModelMismatchError(
+    f"The checkpoint {source} does not fit the config's model ({len(problems)} "
+    f'differences: {"; ".join(problems[:5])}). {fix}'
+  )

@@ -1,0 +1,95 @@
+"""`run(main)`: what `main.py` and every tool use instead of `absl.app.run(main)`.
+
+A mistake the user can fix (any `vivit_jax.errors.UserError`: a misspelt config
+key, an unset data location, a missing checkpoint, ...) is printed as one line
+on stderr and the command exits with status 1; `--verbose` or VIVIT_TRACEBACK=1
+shows the traceback as well. Command-line config overrides and the config file
+are checked here before ml_collections parses them: its own errors arrive as a
+long chained traceback ending in an escaped message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+
+from absl import app, flags
+
+from vivit_jax import config as config_lib
+from vivit_jax import errors
+
+_VERBOSE = flags.DEFINE_boolean(
+  'verbose', False, f'Show the traceback of errors (as {errors.TRACEBACK_ENV}=1 does).'
+)
+_CONFIG_FLAG = 'config'
+
+
+def _override_path(arg: str) -> str | None:
+  """'model.hidden_size' for '--config.model.hidden_size=4' (or '--noconfig.x'), else None."""
+  match = re.match(rf'^--?(?:no)?{_CONFIG_FLAG}\.([^=\s]+)', arg)
+  return match[1] if match else None
+
+
+def _config_file(args: Sequence[str]) -> str | None:
+  for i, arg in enumerate(args):
+    match = re.match(rf'^--?{_CONFIG_FLAG}(=(.*))?$', arg)
+    if match:
+      value = match[2] if match[1] else (args[i + 1] if i + 1 < len(args) else None)
+      # `--config=file.py:argument` passes an argument to get_config.
+      return value.split(':', 1)[0] if value else None
+  return None
+
+
+def check_command_line(argv: Sequence[str]) -> None:
+  """Raises a UserError for a config file that is missing or an override of an unknown key."""
+  args = list(argv[1:])
+  if '--' in args:
+    args = args[: args.index('--')]
+  path = _config_file(args)
+  if path and not os.path.isfile(path):
+    raise errors.MissingFileError(
+      f'Config file {path!r} does not exist (looked for in {os.getcwd()}). Run from the '
+      'repository root, or give the path of a file in configs/.'
+    )
+  for arg in args:
+    key = _override_path(arg)
+    if key is not None:
+      config_lib.check_key(key, given=arg)
+
+
+def _verbose_requested(argv: Sequence[str]) -> bool:
+  return errors.want_traceback(any(a in ('--verbose', '-verbose') for a in argv))
+
+
+def _parse(argv: list[str]) -> list[str]:
+  try:
+    check_command_line(argv)
+  except errors.UserError as e:
+    if _verbose_requested(argv):
+      raise
+    errors.exit_with(e)
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    errors.exit_with(errors.UserError(f'{e} (--helpshort lists the flags).'))
+  except Exception as e:  # ml_collections raises plain errors while it parses overrides.
+    if _verbose_requested(argv):
+      raise
+    message = str(e).encode().decode('unicode_escape').strip('\'"').replace('\n', ' ')
+    errors.exit_with(errors.UserError(f'Cannot parse the command line: {message}'))
+  return []  # Not reached: exit_with exits.
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """Runs `main` as absl's app.run does, reporting UserErrors in one line (see the module)."""
+
+  def guarded(argv: list[str]) -> None:
+    try:
+      main(argv)
+    except errors.UserError as e:
+      if errors.want_traceback(_VERBOSE.value):
+        raise
+      errors.exit_with(e)
+
+  app.run(guarded, flags_parser=_parse)
