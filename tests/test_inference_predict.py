@@ -65,7 +65,7 @@ def test_load_params_from_every_layout(setup):
 
 def test_checkpoint_of_another_model_is_named(setup):
   root, _, _, _ = setup
-  with pytest.raises(ValueError, match='does not fit the config'):
+  with pytest.raises(ValueError, match='does not fit the model of this config'):
     VideoClassifier.from_checkpoint(tiny_config('factorized_encoder'), str(root / 'converted'))
 
 

@@ -189,25 +189,29 @@ def check_fits(
     lambda: module.init(jax.random.key(0), np.zeros((1, *shape), np.float32), train=False)
   )['params']
   want, got = _flat(expected), _flat(params)
-  problems = [f'missing {k}' for k in sorted(want.keys() - got.keys())]
-  problems += [f'unexpected {k}' for k in sorted(got.keys() - want.keys())]
-  problems += [
-    f'{k}: checkpoint {got[k]} vs model {want[k]}'
+  # Worded as the trainer words a workdir that does not fit (train/checkpointing.py).
+  problems = [
+    f'{k} has shape {got[k]} in the checkpoint but {want[k]} in the model'
     for k in sorted(want.keys() & got.keys())
     if got[k] != want[k]
   ]
+  problems += [f'{k} is missing from the checkpoint' for k in sorted(want.keys() - got.keys())]
+  problems += [
+    f'{k} is in the checkpoint but not in the model' for k in sorted(got.keys() - want.keys())
+  ]
   if not problems:
     return
-  fix = 'Pass the config the checkpoint was trained with.'
+  if len(problems) > 3:
+    problems = problems[:3] + [f'and {len(problems) - 3} more differences']
+  fix = 'Pass the config it was trained with.'
   saved = saved_config(source) if source.endswith(os.sep + _ITEM) else None
   if saved is not None:
     differences = config_differences(saved, config) if config is not None else []
     fix = (
-      f'It was trained with {os.path.join(workdir_of(source), CONFIG_NAME)}'
+      f'It was written with {os.path.join(workdir_of(source), CONFIG_NAME)}'
       + (f', which sets {", ".join(differences)}' if differences else '')
-      + ': pass that config file, or set those keys (--config.KEY=VALUE).'
+      + '. Pass that config file, or set those keys (--config.KEY=VALUE).'
     )
   raise ModelMismatchError(
-    f"The checkpoint {source} does not fit the config's model ({len(problems)} "
-    f'differences: {"; ".join(problems[:5])}). {fix}'
+    f'The checkpoint {source} does not fit the model of this config: {"; ".join(problems)}. {fix}'
   )

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from vivit_jax.config import ConfigError
+
 _BLOCK = re.compile(r'encoderblock_(\d+)')
 
 
@@ -89,8 +91,9 @@ def attention_maps(
     temporal = _relevance(rollout(_layers(tree['TemporalTransformer'])), has_cls)[0]
     relevance = temporal[:, None] * spatial
   else:
-    raise ValueError(
-      f"Attention rollout supports 'spacetime' and 'factorized_encoder', not {attention_type!r}."
+    raise ConfigError(
+      "Attention rollout supports model.attention_config.type 'spacetime' (Model 1) and "
+      f"'factorized_encoder' (Model 2), not {attention_type!r}: visualize a Model 1 or 2."
     )
   side = video.shape[2] // patch_size
   maps = relevance.reshape(-1, side, side)

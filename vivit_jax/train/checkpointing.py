@@ -137,13 +137,17 @@ class Checkpointer:
       'there (or lower max_checkpoints_to_keep) and rerun the same command to resume.',
     )
 
-  def restore(self, target: TrainState, step: int | None = None) -> TrainState:
+  def restore(
+    self, target: TrainState, step: int | None = None, written_with: str | None = None
+  ) -> TrainState:
     """Restores the checkpoint at `step` (default: latest) into `target`'s structure.
 
     Args:
       target: a host-local (unreplicated) state with the right tree structure,
         e.g. the freshly initialised one.
       step: which checkpoint; the latest when None.
+      written_with: a sentence naming the config that wrote the checkpoint,
+        said when it does not fit.
 
     Returns:
       The restored state as numpy arrays.
@@ -160,9 +164,14 @@ class Checkpointer:
     if problems:
       raise CheckpointMismatchError(
         f'The checkpoint of step {step} in {self.directory} does not fit the model of this '
-        f'config: {"; ".join(problems)}. The directory was written with another config '
-        '(its config.json is the one that wrote it). Rerun with that config, or use a new '
-        '--workdir for this one. Nothing in the directory was changed.'
+        f'config: {"; ".join(problems)}. '
+        + (
+          written_with
+          or 'The directory was written with another config (its config.json is the one '
+          'that wrote it).'
+        )
+        + ' Rerun with that config, or use a new --workdir for this one. Nothing in the '
+        'directory was changed.'
       )
     abstract = jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), template

@@ -25,6 +25,7 @@ from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
 from vivit_jax import config as config_lib
+from vivit_jax.checkpoints import workdir as workdir_lib
 from vivit_jax.data.prefetch import prefetch_to_device
 from vivit_jax.errors import UserError
 from vivit_jax.train import evaluation, losses, optimizers, schedules, steps
@@ -111,6 +112,18 @@ def _write_json(path: str, value: Any) -> None:
   with open(path + '.tmp', 'w') as f:
     json.dump(value, f, indent=2, sort_keys=True)
   os.replace(path + '.tmp', path)
+
+
+def _written_with(workdir: str, config: ml_collections.ConfigDict) -> str | None:
+  """'It was written with WORKDIR/config.json, which sets model.hidden_size=16 (...)', or None."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    differences = workdir_lib.config_differences(json.load(f), config)
+  if not differences:
+    return None
+  return f'It was written with {path}, which sets {", ".join(differences)}.'
 
 
 def _undo_new_entries(workdir: str):
@@ -221,7 +234,7 @@ def _train_and_evaluate(
   state = create_train_state(init_params(module, init_rng, input_shape), tx, train_rng)
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'), config.max_checkpoints_to_keep)
   if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
+    state = checkpointer.restore(state, written_with=_written_with(workdir, config))
     logging.info('Resumed from step %d in %s.', int(state.step), checkpointer.directory)
   elif config.init_from.checkpoint_path:
     params = _load_pretrained(config, state.params)
