@@ -72,7 +72,7 @@ def _parse(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    errors.exit_with(errors.UserError(f'{e} (--helpshort lists the flags).'))
+    errors.exit_with(errors.UserError(f'{str(e).rstrip(".")} (--helpshort lists the flags).'))
   except Exception as e:  # ml_collections raises plain errors while it parses overrides.
     if _verbose_requested(argv):
       raise
