@@ -10,6 +10,7 @@ path as missing (and then fails far from the cause).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from typing import Any
@@ -101,6 +102,12 @@ def saved_config(item: str) -> dict[str, Any] | None:
     return json.load(f)
 
 
+def _missing_step_metadata(record: logging.LogRecord) -> bool:
+  # The step-level metadata the trainer's CheckpointManager keeps is one level up; a warning
+  # that the item lacks it would only alarm a user of predict or visualize.
+  return 'Metadata file does not exist' not in record.getMessage()
+
+
 def read_params(item: str) -> dict[str, Any]:
   """Reads only `params` of the train state at the Orbax item directory `item`.
 
@@ -111,7 +118,12 @@ def read_params(item: str) -> dict[str, Any]:
 
   item = resolve_path(item)
   checkpointer = ocp.PyTreeCheckpointer()
-  metadata = checkpointer.metadata(item)
+  absl_logger = logging.getLogger('absl')
+  absl_logger.addFilter(_missing_step_metadata)
+  try:
+    metadata = checkpointer.metadata(item)
+  finally:
+    absl_logger.removeFilter(_missing_step_metadata)
   tree = getattr(getattr(metadata, 'item_metadata', None), 'tree', None)
   if tree is None:
     raise MissingFileError(
