@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import ml_collections
@@ -273,6 +274,9 @@ def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:
     raise DataError('Set dataset_configs.base_dir: where to write the synthetic dataset.')
   if is_complete(dc.base_dir):
     return False
-  logging.info('Generating the synthetic dataset in %s (about a minute).', dc.base_dir)
+  # Measured: 13-15 s for the generation alone on a 2-core CPU (see make_synthetic).
+  logging.info('Generating the synthetic dataset in %s (about 15 s on 2 CPU cores).', dc.base_dir)
+  start = time.perf_counter()
   generate(dc.base_dir)
+  logging.info('Generated the synthetic dataset in %.1f s.', time.perf_counter() - start)
   return True

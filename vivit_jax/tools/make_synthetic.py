@@ -11,6 +11,9 @@ clips as H.264 videos at 25 fps, `<split>/<class_name>/<index>.mp4`, with a
 `<split>.csv` (`video_path,label`) per split and label_map.txt: files to try
 `predict` on, or to feed to a video-file pipeline. `--limit=N` writes only the
 first N clips of each split (the same clips as the full set).
+
+Measured on the 2-core CPU (load about 2.5, 3 runs each): the TFRecord format
+in 15-17 s wall (140 MB), the mp4 format in 49-56 s (81 MB).
 """
 
 from __future__ import annotations
