@@ -61,6 +61,9 @@ def test_other_datasets_get_a_generic_predict_command(tmp_path, monkeypatch):
     _config('/data/k400', 'train@64'), workdir='w', config_file='c.py', overrides={}
   )
   assert 'make_synthetic' not in note and note.count('VIDEO.mp4') == 1
+  (tmp_path / 'w' / 'checkpoints' / '256').rmdir()
+  note = next_steps.closing_note(_config('/k'), workdir='w', config_file='c.py', overrides={})
+  assert 'Orbax checkpoints (step 512)' in note
 
 
 def test_executable_is_bare_only_when_path_finds_this_environment(tmp_path, monkeypatch):

@@ -63,8 +63,8 @@ def _written(workdir: str) -> list[tuple[str, str]]:
   checkpoints = os.path.join(workdir, 'checkpoints')
   if os.path.isdir(checkpoints):
     steps = sorted(int(s) for s in os.listdir(checkpoints) if s.isdigit())
-    listed = ', '.join(str(s) for s in steps)
-    what.append(('checkpoints/', f'Orbax checkpoints (steps {listed})' if steps else 'Orbax'))
+    listed = f'step{"s" if len(steps) > 1 else ""} {", ".join(str(s) for s in steps)}'
+    what.append(('checkpoints/', f'Orbax checkpoints ({listed})' if steps else 'Orbax checkpoints'))
   if os.path.exists(os.path.join(workdir, 'results.json')):
     what.append(('results.json', 'the final metrics'))
   for name in sorted(os.listdir(workdir)):
