@@ -130,11 +130,12 @@ def run_main(config: str, workdir: str, cache_dir: str, *flags: str, devices: in
   )
 
 
-_LOSS = re.compile(r'\[(\d+)\].*?train/total_loss=([-+0-9.eE]+|nan|inf)')
+# The train run's logging writer: `[12] collection=train clips_per_sec=..., total_loss=0.9, ...`.
+_LOSS = re.compile(r'\[(\d+)\] collection=train .*?\btotal_loss=([-+0-9.eE]+|nan|inf)')
 
 
 def losses_from_log(log: str) -> dict[int, float]:
-  """{step: train/total_loss} from the logging writer's lines in a main.py log."""
+  """{step: total_loss of the train run} from the logging writer's lines in a main.py log."""
   return {int(s): float(v) for s, v in _LOSS.findall(log)}
 
 
