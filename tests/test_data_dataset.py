@@ -130,7 +130,10 @@ def test_batch_size_must_divide(data_dir):
   config = make_config(data_dir, {'train': 'train@2'}, batch_size=6)
   with pytest.raises(
     DataError,
-    match=r'batch_size=6 does not split evenly over the 4 devices .1 host.: set it to a multiple of 4, e.g. 4 or 8',
+    match=(
+      r'batch_size=6 does not split evenly over the 4 devices .1 host.: '
+      r'set it to a multiple of 4, e.g. 4 or 8'
+    ),
   ):
     build_dataset(config, num_local_devices=4, process_index=0, process_count=1)
 

@@ -73,8 +73,6 @@ TINY = {
   'vivit_jax.tools.export': _MODEL,
   'tensorboard': ['--inspect'],
 }
-# Orbax's error for a relative --checkpoint before issue 12's item 1 is fixed on this branch.
-_KNOWN_BUG = "AttributeError: 'NoneType' object has no attribute 'tree'"
 _IGNORED = shutil.ignore_patterns('.git', '.venv', '__pycache__', '*.egg-info', '.*_cache')
 
 
@@ -148,7 +146,7 @@ def test_doc_commands_run_as_written(repo_copy):
   env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
   env['VIRTUAL_ENV'] = sys.prefix
   env.pop('PYTHONPATH', None)
-  ran, known, printed, succeeded = [], [], [], set()
+  ran, printed, succeeded = [], [], set()
   pages = []
   for page in _pages():
     with open(os.path.join(REPO, page)) as f:
@@ -174,9 +172,6 @@ def test_doc_commands_run_as_written(repo_copy):
         text=True,
         timeout=300,
       )
-      if done.returncode and _KNOWN_BUG in done.stderr:
-        known.append(command)
-        continue
       assert done.returncode == 0, f'{page}: {command}\n{done.stdout[-3000:]}{done.stderr[-3000:]}'
       ran.append((page, name, done.stdout))
       succeeded.add(full)
@@ -190,9 +185,6 @@ def test_doc_commands_run_as_written(repo_copy):
   board = next(out for _, name, out in ran if name == 'tensorboard')
   for split in ('train', 'validation', 'test'):
     assert f'workdirs/synthetic/{split}' in board, board
-  if known:
-    # Remove with _KNOWN_BUG once issue 12's item 1 (helper 12a's fix) is merged.
-    pytest.xfail(f'relative --checkpoint paths crash (issue 12, item 1): {known}')
   # The newcomer's road: data, a training run, a prediction on an mp4, the pictures, TensorBoard.
   assert set(TINY) <= names, f'not run from any page: {set(TINY) - names}'
   predicted = next(out for _, name, out in ran if name == 'vivit_jax.tools.predict')
