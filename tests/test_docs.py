@@ -76,6 +76,14 @@ TINY = {
 _IGNORED = shutil.ignore_patterns('.git', '.venv', '__pycache__', '*.egg-info', '.*_cache')
 
 
+def _ignored(directory: str, names: list[str]) -> set[str]:
+  """What the copy leaves out: caches, and the checkout's own data and runs (top level only)."""
+  skipped = set(_IGNORED(directory, names))
+  if os.path.samefile(directory, REPO):
+    skipped |= {'data', 'workdirs'} & set(names)
+  return skipped
+
+
 def doc_commands(text: str) -> list[str]:
   """The commands of the marked blocks of one page, continuation lines joined."""
   out = []
@@ -124,9 +132,7 @@ def repo_copy(tmp_path_factory):
   from vivit_jax.data import synthetic
 
   root = str(tmp_path_factory.mktemp('docs') / 'repo')
-  shutil.copytree(REPO, root, ignore=_IGNORED, symlinks=True)
-  for generated in ('data', 'workdirs'):
-    shutil.rmtree(os.path.join(root, generated), ignore_errors=True)
+  shutil.copytree(REPO, root, ignore=_ignored, symlinks=True)
   os.symlink(sys.prefix, os.path.join(root, '.venv'))
   splits = {'train': (16, 8), 'validation': (8, 2), 'test': (8, 2)}
   original = synthetic.SPLITS

@@ -9,7 +9,6 @@ one colour per run.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,10 +54,6 @@ class SplitWriters:
     """Writes `{'<split>/<name>': f32[N, H, W, C]}`, each into its split's run as `<name>`."""
     for split, values in self._by_split(images).items():
       self[split].write_images(step, values)
-
-  def runs(self) -> list[str]:
-    """The run directories opened so far (those TensorBoard will list)."""
-    return [os.path.join(self._workdir, split) for split in self._writers]
 
   def flush(self) -> None:
     for writer in self._writers.values():
