@@ -4,9 +4,15 @@ r"""Regenerates the pictures of docs/ from a `configs/synthetic.py` training wor
 
 writes docs/attention.png (`visualize` on the first synthetic test video),
 docs/confusion_matrix.png (the last test confusion matrix, as TensorBoard shows
-it: read from the `test/` run's event file) and docs/tensorboard_runs.png (the
-`loss` and `top1` scalars of the train, validation and test runs, one line per
-run, as TensorBoard overlays them).
+it: read from the `test/` run's event file). docs/tensorboard.png is a screenshot
+of TensorBoard itself serving that workdir (`tensorboard --logdir WORKDIR`), taken
+with headless Chromium:
+
+  chromium --headless --disable-webgl --window-size=1400,900 \
+    --virtual-time-budget=20000 --screenshot=docs/tensorboard.png \
+    'http://localhost:6006/?tagFilter=%5E(top1%7Closs)%24#timeseries'
+
+(`--disable-webgl` makes TensorBoard draw its charts without a GPU.)
 """
 
 from __future__ import annotations
@@ -37,18 +43,6 @@ def _events(run_dir: str):
       yield from tf.compat.v1.train.summary_iterator(os.path.join(run_dir, name))
 
 
-def _scalars(run_dir: str, tag: str) -> tuple[list[int], list[float]]:
-  import tensorflow as tf
-
-  points = {}
-  for event in _events(run_dir):
-    for value in event.summary.value:
-      if value.tag == tag:
-        points[event.step] = float(tf.make_ndarray(value.tensor))
-  steps = sorted(points)
-  return steps, [points[s] for s in steps]
-
-
 def _last_image(run_dir: str, tag: str) -> bytes:
   import tensorflow as tf
 
@@ -62,23 +56,6 @@ def _last_image(run_dir: str, tag: str) -> bytes:
   return bytes(last)
 
 
-def _runs_figure(workdir: str, path: str) -> None:
-  from matplotlib.figure import Figure
-
-  fig = Figure(figsize=(8, 3), dpi=100)
-  for i, tag in enumerate(('loss', 'top1')):
-    ax = fig.add_subplot(1, 2, i + 1)
-    for split in _SPLITS:
-      steps, values = _scalars(os.path.join(workdir, split), tag)
-      ax.plot(steps, values, marker='o' if len(steps) < 5 else None, label=f'{split}/')
-    ax.set_title(tag, fontsize=10)
-    ax.set_xlabel('step')
-    ax.grid(alpha=0.3)
-    ax.legend(title='run', fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path)
-
-
 def main(argv: Sequence[str]) -> None:
   del argv
   from PIL import Image
@@ -90,7 +67,6 @@ def main(argv: Sequence[str]) -> None:
   workdir = _WORKDIR.value
   with open(os.path.join(_OUT.value, 'confusion_matrix.png'), 'wb') as f:
     f.write(_last_image(os.path.join(workdir, 'test'), 'confusion_matrix'))
-  _runs_figure(workdir, os.path.join(_OUT.value, 'tensorboard_runs.png'))
   classifier = VideoClassifier.from_checkpoint(_CONFIG.value, os.path.abspath(workdir))
   with tempfile.TemporaryDirectory() as videos:
     synthetic.generate_mp4(videos, limit=1)
@@ -99,7 +75,7 @@ def main(argv: Sequence[str]) -> None:
     frames = classifier.decode(os.path.join(videos, name))
   image = attention_image(classifier, frames, title=name)
   Image.fromarray(np.asarray(image)).save(os.path.join(_OUT.value, 'attention.png'))
-  print(f'Wrote confusion_matrix.png, tensorboard_runs.png and attention.png to {_OUT.value}.')
+  print(f'Wrote confusion_matrix.png and attention.png to {_OUT.value}.')
 
 
 if __name__ == '__main__':
