@@ -23,11 +23,6 @@ from ml_collections import config_flags
 
 from vivit_jax.inference import files
 
-# Decoding reuses make_tfrecords, whose flags include --label_map and
-# --jpeg_quality: it is imported first so that the definitions below replace
-# those (allow_override) rather than clash with them.
-from vivit_jax.tools import make_tfrecords  # noqa: F401
-
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir or msgpack file.')
 _LABEL_MAP = flags.DEFINE_string('label_map', None, 'Class names, one a line.', allow_override=True)
