@@ -7,8 +7,9 @@ r"""Converts videos listed in a CSV into DMVR-format TFRecord shards.
 The CSV has a header with columns `video_path,label` and optionally `start,end`
 (seconds). Videos are decoded with PyAV (no ffmpeg binary needed) by
 `vivit_jax.data.video_io`, resampled to `--fps`, resized so the short side is
-`--min_resize` (0 keeps the size) and written as `<csv name>-0000i-of-0000N`, one JPEG per frame, with every key of
-the format (see vivit_jax/data/records.py). Row j goes to shard j % N.
+`--min_resize` (0 keeps the size) and written as `<csv name>-0000i-of-0000N`,
+one JPEG per frame, with every key of the format (see
+vivit_jax/data/records.py). Row j goes to shard j % N.
 
 Class indices come from a label map: the sorted unique labels of the CSV,
 written to `<output_dir>/label_map.txt`; pass that file with --label_map when
