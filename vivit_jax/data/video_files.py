@@ -269,6 +269,7 @@ class Decoder:
       start=_opt(start),
       end=_opt(end),
       index=self._index(path),
+      thread_type='NONE',  # The parallelism is across videos (decode_workers).
     )
 
   def frames(

@@ -194,6 +194,7 @@ def decode_frames(
   start: float | None = None,
   end: float | None = None,
   index: VideoIndex | None = None,
+  thread_type: str = 'AUTO',
 ) -> np.ndarray:
   """Decodes output frames `frame_indices` of `path` resampled to `fps`.
 
@@ -205,6 +206,8 @@ def decode_frames(
     start: start time in seconds (default 0).
     end: end time in seconds (default: the end of the video).
     index: `probe(path)`, when already known.
+    thread_type: FFmpeg's threading within this decode ('AUTO', or 'NONE' when
+      many videos are decoded in parallel threads, which scales better).
 
   Returns:
     u8[*frame_indices.shape, H, W, 3].
@@ -229,7 +232,7 @@ def decode_frames(
   decoded: dict[int, np.ndarray] = {}
   with _open(path) as container:
     stream = _video_stream(container)
-    stream.thread_type = 'AUTO'
+    stream.thread_type = thread_type
     pts_to_frame = {int(p): i for i, p in enumerate(index.pts)}
     try:
       for key, frames in _runs(index, wanted):
