@@ -185,6 +185,20 @@ def _runs(index: VideoIndex, wanted: np.ndarray) -> list[tuple[int, list[int]]]:
   return runs
 
 
+def _decode_wanted(container, stream, wanted_pts: set[int]):
+  """Decoded frames from the current position, skipping unwanted non-reference frames.
+
+  No other frame depends on a non-reference frame, so not decoding the ones
+  not wanted changes no pixel of the others (a third of H.264's frames with
+  the x264 defaults).
+  """
+  context = stream.codec_context
+  for packet in container.demux(stream):
+    if packet.pts is not None:
+      context.skip_frame = 'DEFAULT' if packet.pts in wanted_pts else 'NONREF'
+    yield from packet.decode()
+
+
 def decode_frames(
   path: str,
   frame_indices: np.ndarray | Sequence[int],
@@ -234,12 +248,13 @@ def decode_frames(
     stream = _video_stream(container)
     stream.thread_type = thread_type
     pts_to_frame = {int(p): i for i, p in enumerate(index.pts)}
+    wanted_pts = set(index.pts[wanted].tolist())
     try:
       for key, frames in _runs(index, wanted):
         if key > 0 or decoded:
           container.seek(int(index.pts[key]), backward=True, any_frame=False, stream=stream)
         todo, last = set(frames), frames[-1]
-        for frame in container.decode(stream):
+        for frame in _decode_wanted(container, stream, wanted_pts):
           i = pts_to_frame.get(frame.pts)
           if i is None:
             continue
