@@ -1,5 +1,6 @@
 # Two commands set up everything on a fresh machine with Python 3.11:
-#   make test    create or reuse .venv, install pinned dependencies, run the suite
+#   make test    create or reuse .venv, install pinned dependencies and vivit_jax
+#                (editable), run the suite
 #   make train   the default training run (configs/synthetic.py) on this machine
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -10,10 +11,12 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: install test lint format train stats clean
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt -c constraints.txt
+	# The package itself, editable: `import vivit_jax` works from any directory.
+	$(BIN)/python -m pip install -q -e . --no-deps
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,4 +37,4 @@ stats: $(STAMP)
 	$(BIN)/python -m vivit_jax.tools.model_stats --all
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache vivit_jax.egg-info

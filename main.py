@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vivit_jax.train import trainer
+from vivit_jax.train import next_steps, trainer
 from vivit_jax.train.checkpointing import quiet_orbax_logging
 
 FLAGS = flags.FLAGS
@@ -62,12 +62,16 @@ def main(argv):
   )
   results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   if jax.process_index() == 0:
-    workdir = os.path.abspath(FLAGS.workdir)
     for split in ('validation', 'test'):
       if split in results:
         print(f'{split}: ' + ', '.join(f'{k} {v:.4f}' for k, v in sorted(results[split].items())))
-    print(f'Results: {os.path.join(workdir, "results.json")}')
-    print(f'TensorBoard logs: {workdir}\n  tensorboard --logdir {workdir}', flush=True)
+    note = next_steps.closing_note(
+      FLAGS.config,
+      workdir=FLAGS.workdir,
+      config_file=config_flags.get_config_filename(FLAGS['config']),
+      overrides=config_flags.get_override_values(FLAGS['config']),
+    )
+    print(note, flush=True)
 
 
 if __name__ == '__main__':

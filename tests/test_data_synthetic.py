@@ -75,3 +75,32 @@ def test_config_without_flag_does_not_generate(tmp_path, tiny_splits):
   config.dataset_configs.generate_synthetic_if_missing = False
   assert not ensure_synthetic(config)
   assert not (tmp_path / 'syn').exists()
+
+
+def test_mp4_format_holds_the_same_clips(tmp_path, tiny_splits):
+  import av
+
+  out = tmp_path / 'mp4'
+  synthetic.generate_mp4(str(out), limit=3)
+  assert (out / 'label_map.txt').read_text().split() == list(synthetic.CLASS_NAMES)
+  rendered = {s: list(synthetic._rendered(s, 0, 24, 32)) for s in synthetic.SPLITS}
+  for split in synthetic.SPLITS:
+    lines = (out / f'{split}.csv').read_text().splitlines()
+    assert lines[0] == 'video_path,label'
+    # The first 3 clips of the (tiny) full split, in order, labelled by class name.
+    expected = [
+      f'{split}/{synthetic.CLASS_NAMES[label]}/{i:05d}.mp4,{synthetic.CLASS_NAMES[label]}'
+      for i, label, _ in rendered[split][:3]
+    ]
+    assert lines[1:] == expected
+  assert not [p for p in out.rglob('*') if '.tmp' in p.name]
+  path, _ = lines[2].split(',')
+  with av.open(str(out / path)) as container:
+    stream = container.streams.video[0]
+    assert stream.average_rate == synthetic.FPS
+    decoded = np.stack([f.to_ndarray(format='rgb24') for f in container.decode(stream)])
+  clip = rendered['test'][1][2].astype(float)
+  assert decoded.shape == clip.shape
+  # H.264 at crf 4 and yuv420p: a few levels off on average, far closer than another clip.
+  assert np.abs(decoded - clip).mean() < 5
+  assert np.abs(decoded - rendered['test'][0][2].astype(float)).mean() > 20

@@ -52,3 +52,28 @@ def test_multi_head_metrics_and_predictions(tmp_path):
   assert rows[1]['noun']['top5_classes'] == [0, 1, 2] and rows[1]['noun']['labels'] == [1]
   assert rows[1]['noun']['top5_names'][0] == 'cup'
   assert rows[0]['verb']['top5_names'] == ['take', 'put']
+
+
+def test_confusion_image_is_a_labelled_figure():
+  matrix = np.array([[5, 1, 0], [0, 6, 0], [2, 0, 4]])
+  names = ['left', 'right', 'up']
+  image = evaluation.confusion_image(matrix, names, 'validation, step 4')
+  assert image.dtype == np.float32 and image.shape[0] == 1 and image.shape[-1] == 3
+  assert 0.0 <= image.min() and image.max() <= 1.0
+  # A readable figure, not one pixel block per cell, and the names are drawn:
+  # the same matrix with index labels renders differently.
+  assert min(image.shape[1:3]) >= 300
+  unnamed = evaluation.confusion_image(matrix)
+  assert image.shape != unnamed.shape or np.abs(image - unnamed).max() > 0.5
+  # Dark blue (rate 1 on 'Blues') is where the diagonal is; a white matrix would fail.
+  assert (image[0].sum(-1) < 1.0).mean() > 0.01
+
+
+def test_confusion_images_name_each_head():
+  task = losses.Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
+  preds = _preds([[2, 0, 0, 3, 0], [2, 0, 3, 0, 0]], [[1, 0, 0, 1, 0], [1, 0, 0, 1, 0]])
+  named = evaluation.confusion_images(preds, task, [['take', 'put'], ['cup', 'pan', 'lid']])
+  plain = evaluation.confusion_images(preds, task)
+  for key in ('verb_confusion_matrix', 'noun_confusion_matrix'):
+    a, b = named[key], plain[key]
+    assert a.shape != b.shape or np.abs(a - b).max() > 0.5

@@ -128,8 +128,29 @@ def test_results_predictions_and_every_example_once(tmp_path):
       len(rows[0]['top5_scores']) == 5
       and rows[0]['top5_scores'] == sorted(rows[0]['top5_scores'])[::-1]
     )
-  events = [f for f in os.listdir(workdir) if f.startswith('events.out.tfevents')]
-  assert events
+  # One TensorBoard run per split, the metric names shared so their curves overlay.
+  tags = _event_tags(workdir)
+  assert set(tags) == {'train', 'validation', 'test'}
+  assert {'loss', 'top1', 'learning_rate', 'steps_per_sec'} <= tags['train']
+  for split in ('validation', 'test'):
+    assert {'loss', 'top1', 'mean_per_class_accuracy', 'confusion_matrix'} <= tags[split]
+  assert not any(
+    tag.startswith(('train/', 'validation/', 'test/')) for t in tags.values() for tag in t
+  )
+
+
+def _event_tags(workdir: str) -> dict[str, set[str]]:
+  """{run: the tags of its event files}, runs named by their path under `workdir`."""
+  import tensorflow as tf
+
+  out = {}
+  for root, _, files in os.walk(workdir):
+    for name in files:
+      if name.startswith('events.out.tfevents'):
+        run = os.path.relpath(root, workdir)
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+          out.setdefault(run, set()).update(v.tag for v in event.summary.value)
+  return out
 
 
 def test_a_finished_workdir_says_so_instead_of_training(tmp_path, capsys):

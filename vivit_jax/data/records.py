@@ -127,7 +127,7 @@ def write_label_map(path: str, names: Sequence[str]) -> None:
   for name in names:
     if '\n' in name or not name.strip():
       raise ValueError(f'Label {name!r} cannot be written to a label map (empty or multi-line).')
-  _atomic_write_text(path, ''.join(f'{n}\n' for n in names))
+  atomic_write_text(path, ''.join(f'{n}\n' for n in names))
 
 
 def read_label_map(path: str) -> list[str]:
@@ -140,7 +140,8 @@ def read_label_map(path: str) -> list[str]:
   return names
 
 
-def _atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file, so a reader never sees half of it."""
   tmp = f'{path}.tmp-{os.getpid()}'
   with tf.io.gfile.GFile(tmp, 'w') as f:
     f.write(text)

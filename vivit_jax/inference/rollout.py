@@ -72,7 +72,8 @@ def attention_maps(
 
   Returns:
     f32[t, h, w] relevances over the token grid (t = T / temporal patch size),
-    each map scaled to a maximum of 1.
+    scaled to sum to 1 over the whole clip: one scale for every time step, so
+    `maps.sum((1, 2))` is each step's share of the attention.
   """
   _, state = module.apply(
     {'params': params},
@@ -94,4 +95,4 @@ def attention_maps(
     )
   side = video.shape[2] // patch_size
   maps = relevance.reshape(-1, side, side)
-  return (maps / np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-12)).astype(np.float32)
+  return (maps / max(float(maps.sum()), 1e-12)).astype(np.float32)

@@ -4,14 +4,18 @@ r"""Draws where a ViViT looks: attention-rollout heatmaps over a video's frames.
       VIDEO --out=attention.png [--scale=2]
 
 The video is decoded and preprocessed as by `predict`, and its centre clip
-(the evaluation view) is shown: the top row holds the T input frames, the
-bottom row the same frames under the rollout heatmap of the token time step
-each frame belongs to (Model 1 and the factorised encoder, Model 2). The
-image is 2*S*scale pixels high and T*S*scale wide (S = crop_size).
+(the evaluation view) is shown (Model 1 and the factorised encoder, Model 2):
+the T input frames with their index in the video and time in seconds; the same
+frames under the rollout heatmap of the token time step each frame belongs to,
+on one colour scale for the whole clip (colour bar on the right); a bar chart
+of each time step's share of the attention; and, in the title, the class that
+`predict` gives the video and its probability. `--scale` multiplies the
+resolution (default: about 90 pixels a frame).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from absl import app, flags
@@ -20,7 +24,7 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir or msgpack file.')
 _OUT = flags.DEFINE_string('out', 'attention.png', 'Image to write.')
-_SCALE = flags.DEFINE_integer('scale', 1, 'Pixels per input pixel in the image.')
+_SCALE = flags.DEFINE_integer('scale', 1, 'Resolution multiplier of the figure.', lower_bound=1)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -35,7 +39,8 @@ def main(argv: Sequence[str]) -> None:
   from vivit_jax.inference.heatmap import attention_image
 
   classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value)
-  image = attention_image(classifier, classifier.decode(argv[1]), _SCALE.value)
+  frames = classifier.decode(argv[1])
+  image = attention_image(classifier, frames, _SCALE.value, title=os.path.basename(argv[1]))
   Image.fromarray(image).save(_OUT.value)
   print(f'Wrote {_OUT.value} ({image.shape[1]}x{image.shape[0]})')
 

@@ -21,11 +21,11 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, parameter_overview, periodic_actions
+from clu import parameter_overview, periodic_actions
 
 from vivit_jax import config as config_lib
 from vivit_jax.data.prefetch import prefetch_to_device
-from vivit_jax.train import evaluation, losses, optimizers, schedules, steps
+from vivit_jax.train import evaluation, losses, optimizers, schedules, steps, summaries
 from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher, unreplicate_to_host
 from vivit_jax.train.state import create_train_state, init_params
 
@@ -137,9 +137,7 @@ def train_and_evaluate(
   workdir = os.path.abspath(workdir)
   is_chief = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  writer = metric_writers.create_default_writer(
-    workdir, just_logging=not (is_chief and config.write_summary)
-  )
+  writer = summaries.SplitWriters(workdir, just_logging=not (is_chief and config.write_summary))
 
   # Devices: each process feeds its local devices a slice of the global batch.
   num_devices = jax.device_count()
@@ -237,9 +235,10 @@ def train_and_evaluate(
       preds = evaluation.predict_split(predict, state.params, dataset.eval_iter(split))
     metrics = evaluation.compute_metrics(preds, task, config.label_smoothing)
     writer.write_scalars(step, {f'{split}/{k}': v for k, v in metrics.items()})
-    writer.write_images(
-      step, {f'{split}/{k}': v for k, v in evaluation.confusion_images(preds, task).items()}
+    images = evaluation.confusion_images(
+      preds, task, meta.get('label_names'), title=f'{split}, step {step}'
     )
+    writer.write_images(step, {f'{split}/{k}': v for k, v in images.items()})
     if step == total_steps and is_chief:
       path = os.path.join(workdir, f'predictions_{split}.jsonl')
       evaluation.write_predictions(path, preds, task, meta.get('label_names'))
@@ -255,7 +254,8 @@ def train_and_evaluate(
   watcher = PreemptionWatcher(checkpointer)
   hooks = []
   if is_chief:
-    hooks.append(periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer))
+    # Progress and ETA go to the log only: the train run has its own steps_per_sec.
+    hooks.append(periodic_actions.ReportProgress(num_train_steps=total_steps))
     if config.num_profile_steps:
       hooks.append(
         periodic_actions.Profile(
@@ -332,7 +332,7 @@ def train_and_evaluate(
   finally:
     watcher.close()
     checkpointer.close()
-    writer.flush()
+    writer.close()
 
   if is_chief:
     results['train_core_hours'] = train_seconds * num_devices / 3600

@@ -1,0 +1,106 @@
+r"""Regenerates the pictures of docs/ from a `configs/synthetic.py` training workdir.
+
+  python docs/figures.py --workdir=workdirs/synthetic
+
+writes docs/attention.png (`visualize` on the first synthetic test video),
+docs/confusion_matrix.png (the last test confusion matrix, as TensorBoard shows
+it: read from the `test/` run's event file) and docs/tensorboard_runs.png (the
+`loss` and `top1` scalars of the train, validation and test runs, one line per
+run, as TensorBoard overlays them).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string('workdir', 'workdirs/synthetic', 'A configs/synthetic.py workdir.')
+_CONFIG = flags.DEFINE_string('config', 'configs/synthetic.py', 'The config it was trained with.')
+_OUT = flags.DEFINE_string('out', 'docs', 'Where to write the PNG files.')
+
+_SPLITS = ('train', 'validation', 'test')
+# The configs import `configs.common`: the repository root must be importable, as it is
+# for `python -m` and main.py run from there.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _events(run_dir: str):
+  import tensorflow as tf
+
+  for name in sorted(os.listdir(run_dir)):
+    if name.startswith('events.out.tfevents'):
+      yield from tf.compat.v1.train.summary_iterator(os.path.join(run_dir, name))
+
+
+def _scalars(run_dir: str, tag: str) -> tuple[list[int], list[float]]:
+  import tensorflow as tf
+
+  points = {}
+  for event in _events(run_dir):
+    for value in event.summary.value:
+      if value.tag == tag:
+        points[event.step] = float(tf.make_ndarray(value.tensor))
+  steps = sorted(points)
+  return steps, [points[s] for s in steps]
+
+
+def _last_image(run_dir: str, tag: str) -> bytes:
+  import tensorflow as tf
+
+  last = None
+  for event in _events(run_dir):
+    for value in event.summary.value:
+      if value.tag == tag:
+        last = tf.make_ndarray(value.tensor)[2]  # [width, height, png]
+  if last is None:
+    raise ValueError(f'No {tag!r} image in {run_dir}.')
+  return bytes(last)
+
+
+def _runs_figure(workdir: str, path: str) -> None:
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(8, 3), dpi=100)
+  for i, tag in enumerate(('loss', 'top1')):
+    ax = fig.add_subplot(1, 2, i + 1)
+    for split in _SPLITS:
+      steps, values = _scalars(os.path.join(workdir, split), tag)
+      ax.plot(steps, values, marker='o' if len(steps) < 5 else None, label=f'{split}/')
+    ax.set_title(tag, fontsize=10)
+    ax.set_xlabel('step')
+    ax.grid(alpha=0.3)
+    ax.legend(title='run', fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path)
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  from PIL import Image
+
+  from vivit_jax.data import synthetic
+  from vivit_jax.inference import VideoClassifier
+  from vivit_jax.inference.heatmap import attention_image
+
+  workdir = _WORKDIR.value
+  with open(os.path.join(_OUT.value, 'confusion_matrix.png'), 'wb') as f:
+    f.write(_last_image(os.path.join(workdir, 'test'), 'confusion_matrix'))
+  _runs_figure(workdir, os.path.join(_OUT.value, 'tensorboard_runs.png'))
+  classifier = VideoClassifier.from_checkpoint(_CONFIG.value, os.path.abspath(workdir))
+  with tempfile.TemporaryDirectory() as videos:
+    synthetic.generate_mp4(videos, limit=1)
+    with open(os.path.join(videos, 'test.csv')) as f:
+      name = f.read().splitlines()[1].split(',')[0]  # the first test video
+    frames = classifier.decode(os.path.join(videos, name))
+  image = attention_image(classifier, frames, title=name)
+  Image.fromarray(np.asarray(image)).save(os.path.join(_OUT.value, 'attention.png'))
+  print(f'Wrote confusion_matrix.png, tensorboard_runs.png and attention.png to {_OUT.value}.')
+
+
+if __name__ == '__main__':
+  app.run(main)
