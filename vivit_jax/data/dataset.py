@@ -16,6 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from vivit_jax.data import pipeline, records, sources
 from vivit_jax.data.sources import DataError
@@ -222,8 +223,19 @@ def _video_splits(
       per_host = math.ceil(len(examples) / process_count)
       steps = math.ceil(per_host / batches.get(name, batches['validation']))
     given = dc.examples_per_subset.get(name)
-    num = given if given is not None else len(examples)
-    splits[name] = SplitData(video_files.VideoFilesSource(host, decoder), num, steps, [])
+    if given is not None and given != len(examples):
+      # The table is the exact count; a stale config value (say, of the full
+      # set when the table lists a sample) would only mislead the epoch length.
+      logging.warning(
+        "dataset_configs.examples_per_subset.%s=%d, but the '%s' table lists %d usable "
+        'videos: using %d.',
+        name,
+        given,
+        name,
+        len(examples),
+        len(examples),
+      )
+    splits[name] = SplitData(video_files.VideoFilesSource(host, decoder), len(examples), steps, [])
   return splits, names
 
 
