@@ -51,6 +51,7 @@ flags.DEFINE_string('make_videos', None, 'Write and use Kinetics-like mp4s in th
 flags.DEFINE_string('source_videos', None, 'Glob of videos that --make_videos loops and crops.')
 flags.DEFINE_integer('num_videos', 32, 'Videos --make_videos writes.')
 flags.DEFINE_float('video_seconds', 10.0, 'Length of each --make_videos video.')
+flags.DEFINE_integer('video_keyint', 0, '--make_videos key frame interval (0: x264 default, 250).')
 flags.DEFINE_string('compare_tfrecords', None, 'Convert the videos to TFRecords here and compare.')
 flags.DEFINE_integer('repeats', 3, 'Alternating measurements with --compare_tfrecords.')
 
@@ -90,7 +91,13 @@ def write_fake_data(directory: str, *, videos: int, frames: int, height: int, wi
 
 
 def write_videos(
-  directory: str, sources: Sequence[str], *, num_videos: int, seconds: float, short_side: int = 256
+  directory: str,
+  sources: Sequence[str],
+  *,
+  num_videos: int,
+  seconds: float,
+  short_side: int = 256,
+  keyint: int = 0,
 ) -> None:
   """Writes `num_videos` H.264 mp4s (25 fps, x264 defaults) and train.csv, unless present.
 
@@ -123,6 +130,8 @@ def write_videos(
     with av.open(os.path.join(directory, name), 'w') as container:
       stream = container.add_stream('libx264', rate=25)
       stream.height, stream.width, stream.pix_fmt = h // 2 * 2, width, 'yuv420p'
+      if keyint:
+        stream.options = {'g': str(keyint)}
       for i in range(count):
         image = np.ascontiguousarray(
           frames[order[i % len(order)], : h // 2 * 2, left : left + width]
@@ -251,7 +260,11 @@ def main(argv: Sequence[str]) -> None:
   if FLAGS.make_videos:
     sources = sorted(glob.glob(FLAGS.source_videos or ''))
     write_videos(
-      FLAGS.make_videos, sources, num_videos=FLAGS.num_videos, seconds=FLAGS.video_seconds
+      FLAGS.make_videos,
+      sources,
+      num_videos=FLAGS.num_videos,
+      seconds=FLAGS.video_seconds,
+      keyint=FLAGS.video_keyint,
     )
     config.dataset_name = 'video_files'
     config.dataset_configs.base_dir = FLAGS.make_videos
