@@ -111,6 +111,14 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   # Frame rate of the dataset's frames (make_tfrecords --fps, default 25): the
   # rate at which vivit_jax.tools.predict resamples a video before sampling clips.
   d.fps = 25.0
+  # dataset_name='video_files': the rate videos are resampled to (unset: fps),
+  # the class names file (unset: the workdir's label_map.txt, else the sorted
+  # train labels), decoding threads (unset: the CPU count) and the seconds
+  # after which a stalled decode is abandoned and reported as bad input.
+  d.video_fps = config_dict.placeholder(float)
+  d.label_map = config_dict.placeholder(str)
+  d.decode_workers = config_dict.placeholder(int)
+  d.decode_timeout_s = 60.0
   d.min_resize = 256
   d.crop_size = 224
   d.one_hot_labels = True

@@ -16,13 +16,14 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from vivit_jax import config as config_lib
 from vivit_jax.data import pipeline, records, sources
 from vivit_jax.data.sources import DataError
 from vivit_jax.data.tfrecord_source import TFRecordSource, find_undecodable_frame
 
-DATASET_NAMES = ('video_tfrecord_dataset', 'tfds')
+DATASET_NAMES = ('video_tfrecord_dataset', 'tfds', 'video_files')
 Batch = dict[str, np.ndarray]
 
 
@@ -33,7 +34,7 @@ class SplitData:
   source: Any
   num_examples: int  # Over all hosts.
   steps: int | None  # Batches every host yields in one pass (multi-host), else None.
-  files: list[str]
+  files: list[str]  # TFRecord files (empty for other sources).
 
 
 @dataclasses.dataclass
@@ -77,7 +78,9 @@ class Dataset:
     split = self._split('train')
     start = start_step * self.host_batch
     per_epoch = None
-    if start:
+    if start and hasattr(split.source, 'num_examples'):
+      per_epoch = split.source.num_examples
+    elif start:
       per_epoch = sum(sources.count_records(split.files, skip_corrupt=self.skip_corrupt))
     seed = tf.constant([self.seed, self.process_index], tf.int64)
     ds = pipeline.train_dataset(
@@ -182,6 +185,61 @@ def _data_error(error: tf.errors.OpError, split: SplitData) -> Exception:
   return error
 
 
+def _video_splits(
+  dc: ml_collections.ConfigDict,
+  process_index: int,
+  process_count: int,
+  batches: dict[str, int],
+  workdir: str | None,
+  skipped: pipeline.SkipCounter,
+) -> tuple[dict[str, SplitData], list[str]]:
+  """Video tables -> splits (host i takes videos i, i + hosts, ...) and the class names."""
+  from vivit_jax.data import video_files
+
+  if dc.split_names or dc.class_splits or dc.multi_label:
+    raise DataError(
+      'video_files tables hold one label per video: multi-head (split_names, class_splits) '
+      'and multi_label data need TFRecords (make_tfrecords).'
+    )
+  tables = {name: video_files.read_table(dc.base_dir, dc.tables[name]) for name in dc.tables}
+  names = video_files.label_names(dc, tables, workdir, chief=process_index == 0)
+  decoder = video_files.Decoder(
+    fps=dc.video_fps or dc.fps,
+    min_resize=dc.min_resize,
+    workers=dc.decode_workers or os.cpu_count() or 1,
+    timeout_s=dc.decode_timeout_s,
+  )
+  splits = {}
+  for name, entries in tables.items():
+    # Every host checks every label, so all skip (and count) the same videos.
+    examples = video_files.labelled(entries, names, skipped if dc.skip_corrupt else None)
+    if len(examples) < process_count:
+      raise DataError(
+        f"The '{name}' table lists {len(examples)} usable videos, fewer than the "
+        f'{process_count} hosts: every host needs at least one.'
+      )
+    host = examples[process_index::process_count]
+    steps = None
+    if process_count > 1:
+      per_host = math.ceil(len(examples) / process_count)
+      steps = math.ceil(per_host / batches.get(name, batches['validation']))
+    given = dc.examples_per_subset.get(name)
+    if given is not None and given != len(examples):
+      # The table is the exact count; a stale config value (say, of the full
+      # set when the table lists a sample) would only mislead the epoch length.
+      logging.warning(
+        "dataset_configs.examples_per_subset.%s=%d, but the '%s' table lists %d usable "
+        'videos: using %d.',
+        name,
+        given,
+        name,
+        len(examples),
+        len(examples),
+      )
+    splits[name] = SplitData(video_files.VideoFilesSource(host, decoder), len(examples), steps, [])
+  return splits, names
+
+
 def _batch_sizes(config: ml_collections.ConfigDict, devices: int, hosts: int) -> tuple[int, ...]:
   if config.batch_size is None:
     raise DataError('Set config.batch_size (the global train batch size).')
@@ -261,6 +319,7 @@ def build_dataset(
   num_local_devices: int | None = None,
   process_index: int | None = None,
   process_count: int | None = None,
+  workdir: str | None = None,
 ) -> Dataset:
   """Builds the dataset a resolved config describes.
 
@@ -269,6 +328,8 @@ def build_dataset(
     num_local_devices: devices per host (default: jax.local_device_count()).
     process_index: this host (default: jax.process_index()).
     process_count: number of hosts (default: jax.process_count()).
+    workdir: the experiment directory; video_files writes the label map it makes
+      from the train labels there and reads it back on a restart.
 
   Returns:
     The Dataset.
@@ -290,7 +351,11 @@ def build_dataset(
   host_batch, eval_batch, test_batch = _batch_sizes(config, devices, count)
   batches = {'train': host_batch, 'validation': eval_batch, 'test': test_batch}
   label_names = None
-  if config.dataset_name == 'tfds':
+  skipped = pipeline.SkipCounter()
+  if config.dataset_name == 'video_files':
+    splits, label_names = _video_splits(dc, index, count, batches, workdir, skipped)
+    num_classes = dc.num_classes or len(label_names)
+  elif config.dataset_name == 'tfds':
     from vivit_jax.data import tfds_source
 
     splits, num_classes, label_names = tfds_source.tfds_splits(dc, index, count, batches)
@@ -331,6 +396,7 @@ def build_dataset(
     process_index=index,
     shuffle_buffer=dc.shuffle_buffer_size,
     skip_corrupt=dc.skip_corrupt,
+    skipped=skipped,
   )
 
 

@@ -30,6 +30,14 @@ _SHUFFLE_STREAM, _CLIP_STREAM = 1, 2
 
 
 class Source(Protocol):
+  """Raw elements and their parsing into records.
+
+  A source whose records hold no encoded frames (video files, decoded inside
+  the clip functions) also has methods `train_clip(record, seed, spec)`,
+  `eval_clip(record, spec)` and `test_clip(record, spec)`, used in place of
+  this module's functions of those names.
+  """
+
   jpeg_only: bool
 
   def ordered(self) -> tf.data.Dataset: ...
@@ -306,6 +314,8 @@ def train_dataset(
 
   def process(n: tf.Tensor, raw: Any) -> dict[str, tf.Tensor]:
     clip_key = tf.random.experimental.stateless_fold_in(clip_seed, n)
+    if hasattr(source, 'train_clip'):
+      return source.train_clip(source.parse(raw), clip_key, spec)
     return train_clip(source.parse(raw), clip_key, spec, source.jpeg_only)
 
   ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -317,9 +327,16 @@ def eval_dataset(
   source: Source, spec: ClipSpec, *, host_batch: int, multi_view: bool, skip: SkipCounter | None
 ) -> tf.data.Dataset:
   """One ordered pass; the last batch may be smaller (padded by the caller)."""
-  make = test_clip if multi_view else eval_clip
+  name = 'test_clip' if multi_view else 'eval_clip'
+
+  def make(raw: Any) -> dict[str, tf.Tensor]:
+    record = source.parse(raw)
+    if hasattr(source, name):
+      return getattr(source, name)(record, spec)
+    return (test_clip if multi_view else eval_clip)(record, spec, source.jpeg_only)
+
   ds = source.ordered().map(
-    lambda raw: make(source.parse(raw), spec, source.jpeg_only),
+    make,
     num_parallel_calls=tf.data.AUTOTUNE,
     deterministic=True,
   )

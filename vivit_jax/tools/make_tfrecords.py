@@ -5,10 +5,11 @@ r"""Converts videos listed in a CSV into DMVR-format TFRecord shards.
       [--label_map=label_map.txt] [--workers=K]
 
 The CSV has a header with columns `video_path,label` and optionally `start,end`
-(seconds). Videos are decoded with PyAV (no ffmpeg binary needed), resampled to
-`--fps`, resized so the short side is `--min_resize` (0 keeps the size) and
-written as `<csv name>-0000i-of-0000N`, one JPEG per frame, with every key of
-the format (see vivit_jax/data/records.py). Row j goes to shard j % N.
+(seconds). Videos are decoded with PyAV (no ffmpeg binary needed) by
+`vivit_jax.data.video_io`, resampled to `--fps`, resized so the short side is
+`--min_resize` (0 keeps the size) and written as `<csv name>-0000i-of-0000N`,
+one JPEG per frame, with every key of the format (see
+vivit_jax/data/records.py). Row j goes to shard j % N.
 
 Class indices come from a label map: the sorted unique labels of the CSV,
 written to `<output_dir>/label_map.txt`; pass that file with --label_map when
@@ -19,8 +20,6 @@ Shards are written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import math
 import multiprocessing
 import os
@@ -29,6 +28,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from vivit_jax.data.video_io import Row, decode_video, read_csv
 from vivit_jax.tools import cli
 
 FLAGS = flags.FLAGS
@@ -43,36 +43,6 @@ flags.DEFINE_integer('workers', None, 'Decoding processes (default: CPU count).'
 flags.DEFINE_integer('jpeg_quality', 90, 'JPEG quality of the frames.')
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-  """One CSV line."""
-
-  video_path: str
-  label: str
-  start: float | None = None
-  end: float | None = None
-
-
-def read_csv(path: str) -> list[Row]:
-  """Reads the video list; raises ValueError naming the line of a bad row."""
-  rows = []
-  with open(path, newline='') as f:
-    reader = csv.DictReader(f)
-    missing = {'video_path', 'label'} - set(reader.fieldnames or ())
-    if missing:
-      raise ValueError(f'{path}: the header lacks column(s) {sorted(missing)}.')
-    for line, record in enumerate(reader, start=2):
-      try:
-        start = float(record['start']) if record.get('start') not in (None, '') else None
-        end = float(record['end']) if record.get('end') not in (None, '') else None
-      except ValueError as e:
-        raise ValueError(f'{path} line {line}: bad start/end ({e}).') from None
-      if not record['video_path'] or record['label'] in (None, ''):
-        raise ValueError(f'{path} line {line}: empty video_path or label.')
-      rows.append(Row(record['video_path'], record['label'].strip(), start, end))
-  return rows
-
-
 def build_label_map(rows: Sequence[Row], label_map: str | None) -> list[str]:
   """The class names: `label_map`'s lines, else the sorted unique CSV labels."""
   from vivit_jax.data import records
@@ -84,61 +54,6 @@ def build_label_map(rows: Sequence[Row], label_map: str | None) -> list[str]:
       raise ValueError(f'Labels not in {label_map}: {unknown[:10]} ({len(unknown)} in all).')
     return names
   return sorted({r.label for r in rows})
-
-
-def decode_video(
-  path: str, *, fps: float, min_resize: int, start: float | None, end: float | None
-) -> list:
-  """Decodes `path` between start and end (seconds), sampled at `fps`.
-
-  Output time t = start + k / fps shows the last frame shown at or before t
-  (frames are dropped or repeated to reach `fps`). Returns u8[H,W,3] arrays
-  with short side `min_resize`.
-  """
-  import av
-
-  frames = []
-  step = 1.0 / fps
-  begin = start or 0.0
-  with av.open(path) as container:
-    if not container.streams.video:
-      raise ValueError('no video stream')
-    stream = container.streams.video[0]
-    stream.thread_type = 'AUTO'
-    if begin > 0:
-      container.seek(int(begin * av.time_base), backward=True)
-    target, held, held_rgb, duration = begin, None, None, step
-    for frame in container.decode(stream):
-      if frame.time is None:
-        continue
-      while held is not None and target < frame.time and (end is None or target < end):
-        held_rgb = held_rgb if held_rgb is not None else _resized(held, min_resize)
-        frames.append(held_rgb)
-        target += step
-      if end is not None and frame.time >= end:
-        held = None
-        break
-      if held is not None:
-        duration = frame.time - held.time
-      held, held_rgb = frame, None
-    stop = end if end is not None else (held.time + duration if held is not None else 0.0)
-    while held is not None and target < stop:
-      held_rgb = held_rgb if held_rgb is not None else _resized(held, min_resize)
-      frames.append(held_rgb)
-      target += step
-  if not frames:
-    raise ValueError('no frames decoded (empty video, or start/end outside it)')
-  return frames
-
-
-def _resized(frame, min_resize: int):
-  width, height = frame.width, frame.height
-  if min_resize:
-    scale = min_resize / min(width, height)
-    width, height = (
-      (min_resize, round(height * scale)) if width <= height else (round(width * scale), min_resize)
-    )
-  return frame.to_ndarray(width=width, height=height, format='rgb24')
 
 
 def convert_row(job: tuple[int, Row, dict]) -> tuple[int, bytes | None, str]:

@@ -22,19 +22,12 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from vivit_jax.inference import files
-
-# Decoding reuses make_tfrecords, whose flags include --label_map and
-# --jpeg_quality: it is imported first so that the definitions below replace
-# those (allow_override) rather than clash with them.
-from vivit_jax.tools import (
-  cli,
-  make_tfrecords,  # noqa: F401
-)
+from vivit_jax.tools import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir or msgpack file.')
 _STEP = flags.DEFINE_integer('step', None, 'Step of a training workdir; default: the latest.')
-_LABEL_MAP = flags.DEFINE_string('label_map', None, 'Class names, one a line.', allow_override=True)
+_LABEL_MAP = flags.DEFINE_string('label_map', None, 'Class names, one a line.')
 _TOP_K = flags.DEFINE_integer('top_k', 5, 'Classes shown per video.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Write one JSON line per video here.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 4, 'Videos per forward pass.')
@@ -42,7 +35,6 @@ _JPEG_QUALITY = flags.DEFINE_integer(
   'jpeg_quality',
   None,
   'JPEG-encode frames as make_tfrecords does (90) instead of lossless.',
-  allow_override=True,
 )
 
 

@@ -21,10 +21,7 @@ from collections.abc import Sequence
 from absl import app, flags
 from ml_collections import config_flags
 
-from vivit_jax.tools import (
-  cli,
-  make_tfrecords,  # noqa: F401 - its flags first; see predict.py.
-)
+from vivit_jax.tools import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir or msgpack file.')

@@ -64,7 +64,7 @@ def _task(meta: dict[str, Any]) -> losses.Task:
   )
 
 
-def _build_dataset(config: ml_collections.ConfigDict):
+def _build_dataset(config: ml_collections.ConfigDict, workdir: str):
   from vivit_jax.data import build_dataset
 
   return build_dataset(
@@ -72,6 +72,7 @@ def _build_dataset(config: ml_collections.ConfigDict):
     num_local_devices=jax.local_device_count(),
     process_index=jax.process_index(),
     process_count=jax.process_count(),
+    workdir=workdir,
   )
 
 
@@ -204,7 +205,7 @@ def _train_and_evaluate(
   )
 
   # Input.
-  dataset = dataset if dataset is not None else _build_dataset(config)
+  dataset = dataset if dataset is not None else _build_dataset(config, workdir)
   meta = dataset.meta
   task = _task(meta)
   input_shape = tuple(meta['input_shape'])
