@@ -71,3 +71,49 @@ def test_eval_and_test_clips_bit_identical(kind, fmt):
     out = pipeline.test_clip(record, spec, jpeg)
   assert out['error'].numpy() == b''
   assert _digest(out['inputs']) == PINNED[(kind, fmt)]
+
+
+def _video(fmt: str) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+  record = _record(fmt)
+  decode = tf.io.decode_jpeg if fmt == 'jpeg' else tf.io.decode_png
+  return record, tf.stack([decode(f, channels=3) for f in record['encoded']])
+
+
+AUGMENTED = {
+  'do_jitter_scale': True,
+  'scale_min_factor': 0.9,
+  'scale_max_factor': 1.33,
+  'prob_scale_jitter': 1.0,
+  'do_color_augment': True,
+  'prob_color_augment': 0.8,
+  'prob_color_drop': 0.1,
+  'do_rand_augment': False,
+  'rand_augment_num_layers': 2,
+  'rand_augment_magnitude': 15,
+  'do_random_erasing': True,
+  'prob_random_erasing': 0.5,
+}
+
+
+@pytest.mark.parametrize('fmt', ['png', 'jpeg'])
+@pytest.mark.parametrize('rand_augment', [False, True])
+def test_decoded_frames_entry_points_match_the_record_path(fmt, rand_augment):
+  """train/eval/test_inputs on decoded frames give the record path's clips.
+
+  The JPEG path decodes only the crop window (decode_and_crop_jpeg), so this
+  also pins that cropped decoding equals decoding whole frames and slicing.
+  """
+  record, video = _video(fmt)
+  aug = dict(AUGMENTED, do_rand_augment=rand_augment, do_color_augment=not rand_augment)
+  spec = dataclasses.replace(SPEC, augmentation=aug)
+  jpeg = fmt == 'jpeg'
+  for s in range(4):
+    seed = tf.constant([s, 11])
+    ours = pipeline.train_inputs(video, seed, spec)
+    np.testing.assert_array_equal(ours, pipeline.train_clip(record, seed, spec, jpeg)['inputs'])
+  np.testing.assert_array_equal(
+    pipeline.eval_inputs(video, spec), pipeline.eval_clip(record, spec, jpeg)['inputs']
+  )
+  np.testing.assert_array_equal(
+    pipeline.test_inputs(video, spec), pipeline.test_clip(record, spec, jpeg)['inputs']
+  )
