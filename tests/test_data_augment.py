@@ -190,14 +190,29 @@ def test_colour_ranges_probabilities_and_hue_units():
 
 
 def test_colour_in_finish_clip_matches_and_is_frame_consistent():
-  frame = np.random.default_rng(3).integers(0, 256, (1, 8, 8, 3), np.uint8)
+  # Smooth content, as video frames are: the contrast pivot is estimated from
+  # every 4th row and column there.
+  coarse = np.random.default_rng(3).uniform(0, 255, (1, 5, 5, 3)).astype(np.float32)
+  frame = tf.cast(tf.round(tf.image.resize(coarse, [32, 32])), tf.uint8).numpy()
   clip = tf.constant(np.repeat(frame, 3, axis=0))
-  transform = tf.constant([1.0, 0.05, 1.2, 0.8, -0.1, 0.0])
-  out = augment.finish_clip(clip, flip=tf.constant(False), colour=transform, zero_centering=False)
-  expected = _dmvr_colour(tf.cast(clip, tf.float32) / 255.0, 0.05, 1.2, 0.8, -0.1)
-  np.testing.assert_allclose(out, expected, atol=2e-5)
-  for f in out.numpy()[1:]:
-    np.testing.assert_allclose(f, out.numpy()[0], atol=1e-6)
+  unit = tf.cast(clip, tf.float32) / 255.0
+  for transform in ([1.0, 0.05, 1.2, 0.6, -0.1, 0.0], [1.0, -0.1, 0.7, 1.4, 0.2, 1.0]):
+    out = augment.finish_clip(
+      clip, flip=tf.constant(True), colour=tf.constant(transform), zero_centering=False
+    ).numpy()
+    expected = _dmvr_colour(unit, *transform[1:5]).numpy()[:, :, ::-1]
+    if transform[5]:
+      expected = np.repeat(tf.image.rgb_to_grayscale(expected).numpy(), 3, -1)
+    assert np.abs(out - expected).max() < 3 / 255
+    for f in out[1:]:
+      np.testing.assert_allclose(f, out[0], atol=1e-6)
+  plain = augment.finish_clip(
+    clip,
+    flip=tf.constant(False),
+    colour=tf.constant([0.0, 0.1, 1.3, 0.7, 0.1, 0]),
+    zero_centering=True,
+  )
+  np.testing.assert_allclose(plain, unit * 2 - 1, atol=1e-6)
 
 
 def test_scale_jitter_draws_height_and_width_independently():

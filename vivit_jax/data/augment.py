@@ -10,7 +10,9 @@ consistent and motion is not confused with flicker.
   `random_hue(0.2)` (a shift of up to 0.2 of the HSV hue circle), in that order,
   then a clip to [0, 1]; then, independently, grey scale with probability
   `prob_color_drop`. The HSV arithmetic is TensorFlow's `adjust_saturation` /
-  `adjust_hue`, written out so that XLA fuses it with flip and normalisation.
+  `adjust_hue` (the tests compare with them), written out so that XLA fuses it
+  with flip and normalisation into two passes: TensorFlow's own ops cost about
+  8x as much on CPU.
 - RandAugment (`do_rand_augment`): see `rand_augment.py`. Scenic applies at most
   one of RandAugment and colour augmentation (`check_augmentation`).
 - Random erasing (`do_random_erasing`, probability `prob_random_erasing`): one
@@ -86,42 +88,62 @@ def colour_transform(*, prob_color: float, prob_drop: float, seed: tf.Tensor) ->
   return tf.stack([flags[0], brightness, saturation, contrast, hue, flags[1]])
 
 
-def _to_hsv(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-  """TensorFlow's rgb_to_hsv of the adjust ops, elementwise (any real values)."""
+def _saturate(x: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+  """tf.image.adjust_saturation without the HSV round trip.
+
+  Scaling HSV saturation s to s' = min(s * factor, 1) at fixed hue and value v
+  moves every channel c to v - (v - c) * s' / s; a pixel with v <= 0 has s = 0
+  and becomes grey (v, v, v), as in TensorFlow's kernel.
+  """
+  r, g, b = x[..., 0], x[..., 1], x[..., 2]
+  # Elementwise max/min of the three planes: XLA's CPU reductions over a
+  # length-3 axis are far slower.
+  v = tf.maximum(tf.maximum(r, g), b)
+  span = v - tf.minimum(tf.minimum(r, g), b)
+  k = tf.where(span > 0, tf.minimum(factor, v / tf.maximum(span, 1e-12)), 1.0)
+  k = tf.where(v > 0, k, 0.0)
+  return tf.stack([v - (v - c) * k for c in (r, g, b)], axis=-1)
+
+
+def _shift_hue(x: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+  """tf.image.adjust_hue: HSV hue + delta (mod 1) at fixed saturation and value."""
   r, g, b = x[..., 0], x[..., 1], x[..., 2]
   v = tf.maximum(tf.maximum(r, g), b)
   span = v - tf.minimum(tf.minimum(r, g), b)
-  s = tf.where(v > 0, span / tf.where(v > 0, v, 1.0), 0.0)
-  norm = 1.0 / (6.0 * tf.where(span > 0, span, 1.0))
+  norm = 1.0 / (6.0 * tf.maximum(span, 1e-12))
   h = tf.where(
     tf.equal(r, v),
     norm * (g - b),
     tf.where(tf.equal(g, v), norm * (b - r) + 1 / 3, norm * (r - g) + 2 / 3),
   )
-  h = tf.where(span > 0, h, 0.0)
+  h = tf.where(span > 0, h, 0.0) + delta
+  # h is in (-1, 2): two conditional wraps instead of a (slow) floating mod.
   h = tf.where(h < 0, h + 1.0, h)
-  return h, s, v
-
-
-def _from_hsv(h: tf.Tensor, s: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
-  """hsv_to_rgb: channel n is v - v s clip(min(k, 4 - k), 0, 1), k = (n + 6 h) mod 6."""
+  h = tf.where(h >= 1, h - 1.0, h)
+  chroma = tf.where(v > 0, span, 0.0)
   channels = []
   for n in (5.0, 3.0, 1.0):
-    k = tf.math.floormod(n + 6.0 * h, 6.0)
-    channels.append(v - v * s * tf.clip_by_value(tf.minimum(k, 4.0 - k), 0.0, 1.0))
+    k = n + 6.0 * h
+    k = tf.where(k >= 6, k - 6.0, k)
+    channels.append(v - chroma * tf.clip_by_value(tf.minimum(k, 4.0 - k), 0.0, 1.0))
   return tf.stack(channels, axis=-1)
 
 
-def apply_colour(clip: tf.Tensor, transform: ColourTransform) -> tf.Tensor:
-  """f32[T,H,W,3] in [0, 1] -> the same with a `colour_transform` applied."""
+def apply_colour(clip: tf.Tensor, transform: ColourTransform, mean_stride: int = 1) -> tf.Tensor:
+  """f32[T,H,W,3] in [0, 1] -> the same with a `colour_transform` applied.
+
+  `mean_stride` > 1 estimates the contrast pivot (each frame's channel means)
+  from every mean_stride-th row and column, which saves a pass over the clip.
+  """
   apply, brightness, saturation, contrast, hue, drop = tf.unstack(transform)
-  x = clip + brightness
-  h, s, v = _to_hsv(x)
-  x = _from_hsv(h, tf.clip_by_value(s * saturation, 0.0, 1.0), v)
-  mean = tf.reduce_mean(x, axis=[-3, -2], keepdims=True)
-  x = (x - mean) * contrast + mean
-  h, s, v = _to_hsv(x)
-  x = _from_hsv(tf.math.floormod(h + hue, 1.0), s, v)
+  x = _saturate(clip + brightness, saturation)
+  sample = (
+    x
+    if mean_stride == 1
+    else _saturate(clip[..., ::mean_stride, ::mean_stride, :] + brightness, saturation)
+  )
+  mean = tf.reduce_mean(sample, axis=[-3, -2], keepdims=True)
+  x = _shift_hue((x - mean) * contrast + mean, hue)
   x = tf.where(apply > 0, tf.clip_by_value(x, 0.0, 1.0), clip)
   grey = x[..., :1] * _LUMA[0] + x[..., 1:2] * _LUMA[1] + x[..., 2:] * _LUMA[2]
   return tf.where(drop > 0, tf.broadcast_to(grey, tf.shape(x)), x)
@@ -144,15 +166,45 @@ def _finish_plain(clip: tf.Tensor, flip: tf.Tensor, zero_centering: bool) -> tf.
   return unit * 2.0 - 1.0 if zero_centering else unit
 
 
+# The contrast pivot (each frame's channel means) from every 4th row and
+# column, which saves a pass; the tests bound its effect on smooth 32x32 frames
+# by 3/255 (the error is (1 - contrast factor) times the mean's).
+MEAN_STRIDE = 4
+
+
+def _jitter(x: tf.Tensor, transform: tf.Tensor) -> tf.Tensor:
+  _, brightness, saturation, contrast, hue, _ = tf.unstack(transform)
+  sample = _saturate(x[..., ::MEAN_STRIDE, ::MEAN_STRIDE, :] + brightness, saturation)
+  mean = tf.reduce_mean(sample, axis=[-3, -2], keepdims=True)
+  x = _saturate(x + brightness, saturation)
+  return tf.clip_by_value(_shift_hue((x - mean) * contrast + mean, hue), 0.0, 1.0)
+
+
+def _grey3(x: tf.Tensor) -> tf.Tensor:
+  grey = x[..., :1] * _LUMA[0] + x[..., 1:2] * _LUMA[1] + x[..., 2:] * _LUMA[2]
+  return tf.concat([grey, grey, grey], axis=-1)
+
+
 @tf.function(jit_compile=True)
-def _finish_colour(
-  clip: tf.Tensor, flip: tf.Tensor, transform: tf.Tensor, zero_centering: bool
+def _finish(
+  clip: tf.Tensor,
+  flip: tf.Tensor,
+  transform: tf.Tensor,
+  zero_centering: bool,
+  jitter: bool,
+  drop: bool,
 ) -> tf.Tensor:
+  # One compiled pass per combination of the static switches, so that no clip
+  # pays for colour work it did not draw.
   clip = tf.cast(clip, tf.float32)
   clip = tf.where(flip, tf.reverse(clip, axis=[2]), clip)
-  unit = tf.clip_by_value(clip * (1.0 / 255.0), 0.0, 1.0)
-  clip = apply_colour(unit, transform)
-  return clip * 2.0 - 1.0 if zero_centering else clip
+  # Clipped so that float rounding cannot leave the range.
+  x = tf.clip_by_value(clip * (1.0 / 255.0), 0.0, 1.0)
+  if jitter:
+    x = _jitter(x, transform)
+  if drop:
+    x = _grey3(x)
+  return x * 2.0 - 1.0 if zero_centering else x
 
 
 def finish_clip(
@@ -174,8 +226,16 @@ def finish_clip(
     f32[T,H,W,3].
   """
   if colour is None:
-    return _finish_plain(clip, flip, zero_centering)
-  return _finish_colour(clip, flip, colour, zero_centering)
+    return _finish(clip, flip, tf.zeros([6]), zero_centering, False, False)
+  branch = tf.cast(colour[0] > 0, tf.int32) + 2 * tf.cast(colour[5] > 0, tf.int32)
+  return tf.switch_case(
+    branch,
+    [
+      lambda j=j, d=d: _finish(clip, flip, colour, zero_centering, j, d)
+      for d in (False, True)
+      for j in (False, True)
+    ],
+  )
 
 
 def random_erasing(

@@ -27,6 +27,9 @@ ERROR_MARK = 'vivit_jax data error: '
 _ERROR_RE = re.compile(re.escape(ERROR_MARK) + r'(.*?)\]?\s*(\[\[|\Z|\n)', re.S)
 # Streams of random numbers folded from the seed, one per purpose.
 _SHUFFLE_STREAM, _CLIP_STREAM = 1, 2
+# Train clips decode only the crop window of each JPEG frame (same pixels as a
+# full decode; `data_benchmark --nocrop_decode` times the full decode instead).
+CROP_DECODE = True
 
 
 class Source(Protocol):
@@ -141,7 +144,11 @@ def train_clip(record: dict[str, tf.Tensor], seed: tf.Tensor, spec: ClipSpec, jp
   def make() -> tf.Tensor:
     height, width = tf.unstack(video_ops.frame_shape(encoded[indices[0]], jpeg_only))
     window = _train_window(height, width, seeds[1], spec)
-    region = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only, window=window)
+    if CROP_DECODE:
+      region = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only, window=window)
+    else:
+      frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
+      region = frames[:, window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
     return _train_from_region(region, seeds[2], spec)
 
   shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]

@@ -194,11 +194,12 @@ def resize_region(region: tf.Tensor, crop_size: int) -> tf.Tensor:
   """u8[T,h,w,3] -> f32[T,S,S,3] in [0, 255]: bilinear, an exact copy when h = w = S."""
   out_shape = [region.shape[0], crop_size, crop_size, 3]
   shape = tf.shape(region)
-  return tf.cond(
+  clip = tf.cond(
     tf.logical_and(tf.equal(shape[1], crop_size), tf.equal(shape[2], crop_size)),
-    lambda: tf.ensure_shape(tf.cast(region, tf.float32), out_shape),
-    lambda: tf.ensure_shape(tf.image.resize(region, [crop_size, crop_size]), out_shape),
+    lambda: tf.cast(region, tf.float32),
+    lambda: tf.image.resize(region, [crop_size, crop_size]),
   )
+  return tf.ensure_shape(clip, out_shape)
 
 
 def random_resized_crop(
