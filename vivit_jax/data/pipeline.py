@@ -142,13 +142,24 @@ def train_clip(record: dict[str, tf.Tensor], seed: tf.Tensor, spec: ClipSpec, jp
   error = _frame_error(error, encoded, indices, jpeg_only)
 
   def make() -> tf.Tensor:
-    height, width = tf.unstack(video_ops.frame_shape(encoded[indices[0]], jpeg_only))
-    window = _train_window(height, width, seeds[1], spec)
-    if CROP_DECODE:
-      region = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only, window=window)
-    else:
+    size = video_ops.frame_shape(encoded[indices[0]], jpeg_only)
+    window = _train_window(size[0], size[1], seeds[1], spec)
+
+    def whole() -> tf.Tensor:
       frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
-      region = frames[:, window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+      return frames[:, window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+
+    def cropped() -> tf.Tensor:
+      return video_ops.decode_frames(
+        encoded, indices, jpeg_only=jpeg_only, window=window, frame_size=size
+      )
+
+    if not CROP_DECODE:
+      return _train_from_region(whole(), seeds[2], spec)
+    # Cropped decoding pays off when it skips much of the frame; on tiny frames
+    # (the synthetic data) its fixed cost outweighs the saving.
+    small = window[2] * window[3] * 4 < size[0] * size[1] * 3
+    region = tf.cond(small, cropped, whole)
     return _train_from_region(region, seeds[2], spec)
 
   shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]

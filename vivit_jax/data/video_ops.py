@@ -16,6 +16,7 @@ def decode_frames(
   *,
   jpeg_only: bool = True,
   window: tf.Tensor | None = None,
+  frame_size: tf.Tensor | None = None,
 ) -> tf.Tensor:
   """Decodes only the frames at `indices` (each distinct frame once).
 
@@ -28,6 +29,8 @@ def decode_frames(
       each frame is returned. JPEG frames decode only the rows and columns it
       needs (`decode_and_crop_jpeg`), with the same pixels as a full decode;
       other formats decode whole and slice.
+    frame_size: optional int32[2] (height, width) of every frame, which spares
+      reading it from each JPEG header when a window is given.
 
   Returns:
     u8[*indices.shape, H, W, 3] (H, W the window's when given).
@@ -38,7 +41,7 @@ def decode_frames(
   def decode(data: tf.Tensor) -> tf.Tensor:
     if jpeg_only:
       if window is not None:
-        return _decode_window(data, window)
+        return _decode_window(data, window, frame_size)
       return tf.io.decode_jpeg(data, channels=3)
     frame = tf.io.decode_image(data, channels=3, expand_animations=False)
     if window is not None:
@@ -50,13 +53,14 @@ def decode_frames(
   return tf.reshape(frames, tf.concat([tf.shape(indices), tf.shape(frames)[1:]], 0))
 
 
-def _decode_window(data: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+def _decode_window(data: tf.Tensor, window: tf.Tensor, size: tf.Tensor | None) -> tf.Tensor:
   """decode_and_crop_jpeg of `window`, pixel for pixel what a full decode then slice gives.
 
   libjpeg upsamples chroma at a cropped edge without the pixel beyond it, so
   the window is decoded with a one-pixel margin that is then sliced off.
   """
-  size = tf.io.extract_jpeg_shape(data)[:2]
+  if size is None:
+    size = tf.io.extract_jpeg_shape(data)[:2]
   start = tf.maximum(window[:2] - 1, 0)
   end = tf.minimum(window[:2] + window[2:] + 1, size)
   frame = tf.io.decode_and_crop_jpeg(data, tf.concat([start, end - start], 0), channels=3)
