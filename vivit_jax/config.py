@@ -152,6 +152,10 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   aug.do_rand_augment = False
   aug.rand_augment_num_layers = 2
   aug.rand_augment_magnitude = 10
+  # 'mean': RandAugment's contrast blends towards the clip's mean grey level (PIL's
+  # meaning); 'model_garden': towards pixel count / 256, TF Model Garden's bug, which
+  # Scenic trains with (see vivit_jax/data/rand_augment.py).
+  aug.rand_augment_contrast_pivot = 'mean'
   aug.do_random_erasing = False
   aug.prob_random_erasing = 0.25
   d.augmentation_params = aug

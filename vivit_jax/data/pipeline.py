@@ -27,6 +27,9 @@ ERROR_MARK = 'vivit_jax data error: '
 _ERROR_RE = re.compile(re.escape(ERROR_MARK) + r'(.*?)\]?\s*(\[\[|\Z|\n)', re.S)
 # Streams of random numbers folded from the seed, one per purpose.
 _SHUFFLE_STREAM, _CLIP_STREAM = 1, 2
+# Train clips decode only the crop window of each JPEG frame (same pixels as a
+# full decode; `data_benchmark --nocrop_decode` times the full decode instead).
+CROP_DECODE = True
 
 
 class Source(Protocol):
@@ -71,6 +74,7 @@ class ClipSpec:
 
   @classmethod
   def from_config(cls, dc: ml_collections.ConfigDict, num_classes: int) -> ClipSpec:
+    augment.check_augmentation(dc.augmentation_params)
     return cls(
       num_frames=dc.num_frames,
       stride=dc.stride,
@@ -135,49 +139,95 @@ def _output(record, video, target, error) -> dict[str, tf.Tensor]:
 
 
 def train_clip(record: dict[str, tf.Tensor], seed: tf.Tensor, spec: ClipSpec, jpeg_only: bool):
-  """A randomly sampled and augmented clip: inputs f32[T,S,S,3]."""
+  """A randomly sampled and augmented clip: inputs f32[T,S,S,3].
+
+  JPEG frames decode only the crop's window; the geometry and augmentation are
+  `train_inputs`'s for the same seed.
+  """
   target, error, encoded, length = _checked_record(record, spec)
   seeds = tf.random.experimental.stateless_split(seed, 4)
   indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
   error = _frame_error(error, encoded, indices, jpeg_only)
-  aug = spec.augmentation
 
   def make() -> tf.Tensor:
-    frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
-    clip = video_ops.random_resized_crop(
-      frames,
-      min_resize=spec.min_resize,
-      crop_size=spec.crop_size,
-      scale_range=(aug['scale_min_factor'], aug['scale_max_factor'])
-      if aug['do_jitter_scale']
-      else None,
-      prob_scale=aug['prob_scale_jitter'],
-      seed=seeds[1],
-    )
-    return _augment(clip, spec, seeds[2])
+    size = video_ops.frame_shape(encoded[indices[0]], jpeg_only)
+    window = _train_window(size[0], size[1], seeds[1], spec)
+
+    def whole() -> tf.Tensor:
+      frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
+      return frames[:, window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+
+    def cropped() -> tf.Tensor:
+      return video_ops.decode_frames(
+        encoded, indices, jpeg_only=jpeg_only, window=window, frame_size=size
+      )
+
+    if not CROP_DECODE:
+      return _train_from_region(whole(), seeds[2], spec)
+    # Cropped decoding pays off when it skips much of the frame; on tiny frames
+    # (the synthetic data) its fixed cost outweighs the saving.
+    small = window[2] * window[3] * 4 < size[0] * size[1] * 3
+    region = tf.cond(small, cropped, whole)
+    return _train_from_region(region, seeds[2], spec)
 
   shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
   return _output(record, _if_valid(error, make, shape), target, error)
 
 
-def _augment(clip: tf.Tensor, spec: ClipSpec, seed: tf.Tensor) -> tf.Tensor:
-  """Flip, RandAugment, colour, normalisation and erasing of u8[T,S,S,3]."""
+def train_inputs(video: tf.Tensor, seed: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
+  """The train clip of a decoded video, exactly as `train_clip` makes it from JPEG frames.
+
+  Args:
+    video: u8[N,H,W,3], all frames of one video.
+    seed: int32[2] (or int64[2]) the clip's seed.
+    spec: clip settings.
+
+  Returns:
+    f32[T,S,S,3], every augmentation applied and normalised.
+  """
+  video = tf.convert_to_tensor(video)
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  indices = sampling.train_indices(tf.shape(video)[0], spec.num_frames, spec.stride, seeds[0])
+  frames = tf.gather(video, indices)
+  top, left, h, w = tf.unstack(
+    _train_window(tf.shape(video)[1], tf.shape(video)[2], seeds[1], spec)
+  )
+  return _train_from_region(frames[:, top : top + h, left : left + w], seeds[2], spec)
+
+
+def _train_window(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor, spec: ClipSpec):
+  aug = spec.augmentation
+  return video_ops.crop_window(
+    height,
+    width,
+    min_resize=spec.min_resize,
+    crop_size=spec.crop_size,
+    scale_range=(aug['scale_min_factor'], aug['scale_max_factor'])
+    if aug['do_jitter_scale']
+    else None,
+    prob_scale=aug['prob_scale_jitter'],
+    seed=seed,
+  )
+
+
+def _train_from_region(region: tf.Tensor, seed: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
+  """Resize of the crop window, flip, RandAugment or colour, normalisation, erasing."""
+  region = tf.ensure_shape(region, [spec.num_frames, None, None, 3])
+  clip = video_ops.resize_region(region, spec.crop_size)
   aug = spec.augmentation
   seeds = tf.random.experimental.stateless_split(seed, 4)
   if aug['do_rand_augment']:
-    clip01 = rand_augment.rand_augment(
-      tf.cast(clip, tf.float32) / 255.0,
+    clip = rand_augment.rand_augment(
+      tf.saturate_cast(tf.round(clip), tf.uint8),
       num_layers=aug['rand_augment_num_layers'],
       magnitude=aug['rand_augment_magnitude'],
       seed=seeds[0],
+      contrast_pivot=aug.get('rand_augment_contrast_pivot', 'mean'),
     )
-    clip = tf.saturate_cast(tf.round(clip01 * 255.0), tf.uint8)
   colour = None
   if aug['do_color_augment']:
-    # The contrast pivot: the clip's mean colour, from a subsample.
-    mean = tf.reduce_mean(tf.cast(clip[::4, ::4, ::4], tf.float32), axis=[0, 1, 2]) / 255.0
     colour = augment.colour_transform(
-      mean, prob_color=aug['prob_color_augment'], prob_drop=aug['prob_color_drop'], seed=seeds[1]
+      prob_color=aug['prob_color_augment'], prob_drop=aug['prob_color_drop'], seed=seeds[1]
     )
   flip = tf.constant(False)
   if spec.random_flip:
@@ -197,36 +247,61 @@ def eval_clip(record: dict[str, tf.Tensor], spec: ClipSpec, jpeg_only: bool):
 
   def make() -> tf.Tensor:
     frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
-    frames = video_ops.resize_short_side(frames, spec.min_resize)
-    return video_ops.normalise(video_ops.centre_crop(frames, spec.crop_size), spec.zero_centering)
+    return _eval_from_frames(frames, spec)
 
   shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
   return _output(record, _if_valid(error, make, shape), target, error)
 
 
+def eval_inputs(video: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
+  """The validation clip of a decoded video u8[N,H,W,3]: f32[T,S,S,3], as `eval_clip`."""
+  video = tf.convert_to_tensor(video)
+  indices = sampling.centre_indices(tf.shape(video)[0], spec.num_frames, spec.stride)
+  return _eval_from_frames(tf.gather(video, indices), spec)
+
+
+def _eval_from_frames(frames: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
+  frames = video_ops.resize_short_side(frames, spec.min_resize)
+  return video_ops.normalise(video_ops.centre_crop(frames, spec.crop_size), spec.zero_centering)
+
+
 def test_clip(record: dict[str, tf.Tensor], spec: ClipSpec, jpeg_only: bool):
   """All views of one video: inputs f32[V,T,S,S,3], clip-major (v = clip * crops + crop)."""
   target, error, encoded, length = _checked_record(record, spec)
-  t, s, clips = spec.num_frames, spec.crop_size, spec.num_test_clips
-  indices = sampling.multi_view_indices(length, t, spec.stride, clips)
+  indices = sampling.multi_view_indices(length, spec.num_frames, spec.stride, spec.num_test_clips)
   error = _frame_error(error, encoded, indices, jpeg_only)
 
   def make() -> tf.Tensor:
     frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
-    shape = tf.shape(frames)
-    frames = tf.reshape(frames, tf.concat([[clips * t], shape[2:]], 0))
-    frames = video_ops.resize_short_side(frames, spec.min_resize)
-    if spec.three_crops:
-      views = video_ops.three_crops(frames, s)
-      views = tf.reshape(views, [3, clips, t, s, s, 3])
-      views = tf.transpose(views, [1, 0, 2, 3, 4, 5])
-    else:
-      views = video_ops.centre_crop(frames, s)
-    views = tf.reshape(views, [spec.num_views, t, s, s, 3])
-    return video_ops.normalise(views, spec.zero_centering)
+    return _test_from_frames(frames, spec)
 
-  shape = [spec.num_views, t, s, s, 3]
+  shape = [spec.num_views, spec.num_frames, spec.crop_size, spec.crop_size, 3]
   return _output(record, _if_valid(error, make, shape), target, error)
+
+
+def test_inputs(video: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
+  """The test views of a decoded video u8[N,H,W,3]: f32[V,T,S,S,3], as `test_clip`."""
+  video = tf.convert_to_tensor(video)
+  indices = sampling.multi_view_indices(
+    tf.shape(video)[0], spec.num_frames, spec.stride, spec.num_test_clips
+  )
+  return _test_from_frames(tf.gather(video, indices), spec)
+
+
+def _test_from_frames(frames: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
+  """u8[clips,T,H,W,3] -> f32[V,T,S,S,3]."""
+  t, s, clips = spec.num_frames, spec.crop_size, spec.num_test_clips
+  shape = tf.shape(frames)
+  frames = tf.reshape(frames, tf.concat([[clips * t], shape[2:]], 0))
+  frames = video_ops.resize_short_side(frames, spec.min_resize)
+  if spec.three_crops:
+    views = video_ops.three_crops(frames, s)
+    views = tf.reshape(views, [3, clips, t, s, s, 3])
+    views = tf.transpose(views, [1, 0, 2, 3, 4, 5])
+  else:
+    views = video_ops.centre_crop(frames, s)
+  views = tf.reshape(views, [spec.num_views, t, s, s, 3])
+  return video_ops.normalise(views, spec.zero_centering)
 
 
 class SkipCounter:

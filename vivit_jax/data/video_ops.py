@@ -10,7 +10,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def decode_frames(encoded: tf.Tensor, indices: tf.Tensor, *, jpeg_only: bool = True) -> tf.Tensor:
+def decode_frames(
+  encoded: tf.Tensor,
+  indices: tf.Tensor,
+  *,
+  jpeg_only: bool = True,
+  window: tf.Tensor | None = None,
+  frame_size: tf.Tensor | None = None,
+) -> tf.Tensor:
   """Decodes only the frames at `indices` (each distinct frame once).
 
   Args:
@@ -18,21 +25,54 @@ def decode_frames(encoded: tf.Tensor, indices: tf.Tensor, *, jpeg_only: bool = T
     indices: int32[...] frame indices into `encoded`.
     jpeg_only: decode with the JPEG decoder (DMVR data); False accepts any
       image format TensorFlow reads (TFDS stores PNG or JPEG frames).
+    window: optional int32[4] (top, left, height, width): only this region of
+      each frame is returned. JPEG frames decode only the rows and columns it
+      needs (`decode_and_crop_jpeg`), with the same pixels as a full decode;
+      other formats decode whole and slice.
+    frame_size: optional int32[2] (height, width) of every frame, which spares
+      reading it from each JPEG header when a window is given.
 
   Returns:
-    u8[*indices.shape, H, W, 3].
+    u8[*indices.shape, H, W, 3] (H, W the window's when given).
   """
   flat = tf.reshape(indices, [-1])
   unique, position = tf.unique(flat)
 
   def decode(data: tf.Tensor) -> tf.Tensor:
     if jpeg_only:
+      if window is not None:
+        return _decode_window(data, window, frame_size)
       return tf.io.decode_jpeg(data, channels=3)
-    return tf.io.decode_image(data, channels=3, expand_animations=False)
+    frame = tf.io.decode_image(data, channels=3, expand_animations=False)
+    if window is not None:
+      frame = frame[window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+    return frame
 
   frames = tf.map_fn(decode, tf.gather(encoded, unique), fn_output_signature=tf.uint8)
   frames = tf.gather(frames, position)
   return tf.reshape(frames, tf.concat([tf.shape(indices), tf.shape(frames)[1:]], 0))
+
+
+def _decode_window(data: tf.Tensor, window: tf.Tensor, size: tf.Tensor | None) -> tf.Tensor:
+  """decode_and_crop_jpeg of `window`, pixel for pixel what a full decode then slice gives.
+
+  libjpeg upsamples chroma at a cropped edge without the pixel beyond it, so
+  the window is decoded with a one-pixel margin that is then sliced off.
+  """
+  if size is None:
+    size = tf.io.extract_jpeg_shape(data)[:2]
+  start = tf.maximum(window[:2] - 1, 0)
+  end = tf.minimum(window[:2] + window[2:] + 1, size)
+  frame = tf.io.decode_and_crop_jpeg(data, tf.concat([start, end - start], 0), channels=3)
+  offset = window[:2] - start
+  return frame[offset[0] : offset[0] + window[2], offset[1] : offset[1] + window[3]]
+
+
+def frame_shape(encoded: tf.Tensor, jpeg_only: bool = True) -> tf.Tensor:
+  """int32[2]: (height, width) of one encoded frame, from its header when JPEG."""
+  if jpeg_only:
+    return tf.io.extract_jpeg_shape(encoded)[:2]
+  return tf.shape(tf.io.decode_image(encoded, channels=3, expand_animations=False))[:2]
 
 
 def first_bad_jpeg(encoded: tf.Tensor) -> tf.Tensor:
@@ -106,6 +146,66 @@ def three_crops(frames: tf.Tensor, size: int) -> tf.Tensor:
   return tf.ensure_shape(tf.stack(crops), [3, frames.shape[0], size, size, frames.shape[-1]])
 
 
+def crop_window(
+  height: tf.Tensor,
+  width: tf.Tensor,
+  *,
+  min_resize: int,
+  crop_size: int,
+  scale_range: tuple[float, float] | None,
+  prob_scale: float,
+  seed: tf.Tensor,
+) -> tf.Tensor:
+  """The source region of a train crop: int32[4] (top, left, height, width).
+
+  DMVR's train geometry: resize the short side to `min_resize`; with
+  probability `prob_scale` scale the height and the width by factors drawn
+  independently from `scale_range` (`scale_jitter_augm`: the aspect ratio
+  changes); take a uniformly placed `crop_size` square. Only the source region
+  under that square is ever resized, which costs a fraction of resizing whole
+  frames; it is a whole number of source pixels, so each scale is quantised to
+  one source pixel per crop side (under 0.5% at Kinetics sizes). One window
+  serves all frames of a clip, for JPEG and decoded frames alike.
+
+  Args:
+    height: source frame height.
+    width: source frame width.
+    min_resize: short side before jitter.
+    crop_size: output side.
+    scale_range: (min, max) scale factor, or None for no scale jitter.
+    prob_scale: probability of applying the scale jitter.
+    seed: int32[2].
+  """
+  seeds = tf.random.experimental.stateless_split(seed, 5)
+  h_scale, w_scale = tf.constant(1.0), tf.constant(1.0)
+  if scale_range is not None:
+    apply = tf.random.stateless_uniform([], seeds[1]) < prob_scale
+    h_jitter = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
+    w_jitter = tf.random.stateless_uniform([], seeds[4], scale_range[0], scale_range[1])
+    h_scale = tf.where(apply, h_jitter, 1.0)
+    w_scale = tf.where(apply, w_jitter, 1.0)
+  size = tf.cast(short_side_shape(height, width, min_resize), tf.float32)
+  resized_h = tf.maximum(tf.round(size[0] * h_scale), crop_size)
+  resized_w = tf.maximum(tf.round(size[1] * w_scale), crop_size)
+  region_h = _region(crop_size, height, resized_h)
+  region_w = _region(crop_size, width, resized_w)
+  top = tf.random.stateless_uniform([], seeds[2], 0, height - region_h + 1, dtype=tf.int32)
+  left = tf.random.stateless_uniform([], seeds[3], 0, width - region_w + 1, dtype=tf.int32)
+  return tf.stack([top, left, region_h, region_w])
+
+
+def resize_region(region: tf.Tensor, crop_size: int) -> tf.Tensor:
+  """u8[T,h,w,3] -> f32[T,S,S,3] in [0, 255]: bilinear, an exact copy when h = w = S."""
+  out_shape = [region.shape[0], crop_size, crop_size, 3]
+  shape = tf.shape(region)
+  clip = tf.cond(
+    tf.logical_and(tf.equal(shape[1], crop_size), tf.equal(shape[2], crop_size)),
+    lambda: tf.cast(region, tf.float32),
+    lambda: tf.image.resize(region, [crop_size, crop_size]),
+  )
+  return tf.ensure_shape(clip, out_shape)
+
+
 def random_resized_crop(
   frames: tf.Tensor,
   *,
@@ -115,13 +215,7 @@ def random_resized_crop(
   prob_scale: float,
   seed: tf.Tensor,
 ) -> tf.Tensor:
-  """Short side to `min_resize` times a random scale, then a random square crop.
-
-  Only the source region under the crop is resized (bilinear), which costs a
-  fraction of resizing whole frames. The region is a whole number of source
-  pixels, so the scale is quantised to one source pixel per crop side (under
-  0.5% at Kinetics sizes). A crop that needs no resizing is an exact copy. The
-  same region is used for all frames.
+  """The train crop of decoded frames (`crop_window`, then `resize_region`).
 
   Args:
     frames: u8[T,H,W,3].
@@ -132,37 +226,22 @@ def random_resized_crop(
     seed: int32[2].
 
   Returns:
-    u8[T,crop_size,crop_size,3].
+    f32[T,crop_size,crop_size,3] in [0, 255].
   """
-  seeds = tf.random.experimental.stateless_split(seed, 4)
-  scale = tf.constant(1.0)
-  if scale_range is not None:
-    jitter = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
-    apply = tf.random.stateless_uniform([], seeds[1]) < prob_scale
-    scale = tf.where(apply, jitter, 1.0)
-  short = tf.maximum(tf.round(min_resize * scale), crop_size)
+  frames = tf.convert_to_tensor(frames)
   shape = tf.shape(frames)
-  h, w = shape[1], shape[2]
-  size = short_side_shape(h, w, short)
-  # The source region a crop_size window of the resized frames covers, rounded
-  # to whole source pixels.
-  region_h = _region(crop_size, h, size[0])
-  region_w = _region(crop_size, w, size[1])
-  y0 = tf.random.stateless_uniform([], seeds[2], 0, h - region_h + 1, dtype=tf.int32)
-  x0 = tf.random.stateless_uniform([], seeds[3], 0, w - region_w + 1, dtype=tf.int32)
-  y1, x1 = y0 + region_h, x0 + region_w
-  region = frames[:, y0:y1, x0:x1, :]
-  out_shape = [frames.shape[0], crop_size, crop_size, 3]
-  # u8 out, so that the common no-resize case costs no float pass here; the
-  # conversion to float happens fused with the rest of the augmentation.
-  return tf.cond(
-    tf.logical_and(tf.equal(y1 - y0, crop_size), tf.equal(x1 - x0, crop_size)),
-    lambda: tf.ensure_shape(region, out_shape),
-    lambda: tf.ensure_shape(
-      tf.saturate_cast(tf.round(tf.image.resize(region, [crop_size, crop_size])), tf.uint8),
-      out_shape,
-    ),
+  top, left, h, w = tf.unstack(
+    crop_window(
+      shape[1],
+      shape[2],
+      min_resize=min_resize,
+      crop_size=crop_size,
+      scale_range=scale_range,
+      prob_scale=prob_scale,
+      seed=seed,
+    )
   )
+  return resize_region(frames[:, top : top + h, left : left + w, :], crop_size)
 
 
 def _region(crop_size: int, size: tf.Tensor, resized: tf.Tensor) -> tf.Tensor:
