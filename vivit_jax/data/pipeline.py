@@ -188,11 +188,27 @@ def train_inputs(video: tf.Tensor, seed: tf.Tensor, spec: ClipSpec) -> tf.Tensor
   video = tf.convert_to_tensor(video)
   seeds = tf.random.experimental.stateless_split(seed, 4)
   indices = sampling.train_indices(tf.shape(video)[0], spec.num_frames, spec.stride, seeds[0])
-  frames = tf.gather(video, indices)
+  return train_from_frames(tf.gather(video, indices), seeds[1], seeds[2], spec)
+
+
+def train_from_frames(
+  frames: tf.Tensor, window_seed: tf.Tensor, augment_seed: tf.Tensor, spec: ClipSpec
+) -> tf.Tensor:
+  """The train clip of already sampled frames, as `train_clip` makes it after decoding.
+
+  Args:
+    frames: u8[T,H,W,3], the clip's sampled frames, decoded whole.
+    window_seed: the seed of the crop window (`train_clip`'s second split seed).
+    augment_seed: the seed of flip and augmentation (its third).
+    spec: clip settings.
+
+  Returns:
+    f32[T,S,S,3], every augmentation applied and normalised.
+  """
   top, left, h, w = tf.unstack(
-    _train_window(tf.shape(video)[1], tf.shape(video)[2], seeds[1], spec)
+    _train_window(tf.shape(frames)[1], tf.shape(frames)[2], window_seed, spec)
   )
-  return _train_from_region(frames[:, top : top + h, left : left + w], seeds[2], spec)
+  return _train_from_region(frames[:, top : top + h, left : left + w], augment_seed, spec)
 
 
 def _train_window(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor, spec: ClipSpec):
@@ -247,7 +263,7 @@ def eval_clip(record: dict[str, tf.Tensor], spec: ClipSpec, jpeg_only: bool):
 
   def make() -> tf.Tensor:
     frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
-    return _eval_from_frames(frames, spec)
+    return eval_from_frames(frames, spec)
 
   shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
   return _output(record, _if_valid(error, make, shape), target, error)
@@ -257,10 +273,11 @@ def eval_inputs(video: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
   """The validation clip of a decoded video u8[N,H,W,3]: f32[T,S,S,3], as `eval_clip`."""
   video = tf.convert_to_tensor(video)
   indices = sampling.centre_indices(tf.shape(video)[0], spec.num_frames, spec.stride)
-  return _eval_from_frames(tf.gather(video, indices), spec)
+  return eval_from_frames(tf.gather(video, indices), spec)
 
 
-def _eval_from_frames(frames: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
+def eval_from_frames(frames: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
+  """Sampled frames u8[T,H,W,3] -> f32[T,S,S,3]: short side resized, centre crop, normalised."""
   frames = video_ops.resize_short_side(frames, spec.min_resize)
   return video_ops.normalise(video_ops.centre_crop(frames, spec.crop_size), spec.zero_centering)
 
@@ -273,7 +290,7 @@ def test_clip(record: dict[str, tf.Tensor], spec: ClipSpec, jpeg_only: bool):
 
   def make() -> tf.Tensor:
     frames = video_ops.decode_frames(encoded, indices, jpeg_only=jpeg_only)
-    return _test_from_frames(frames, spec)
+    return test_from_frames(frames, spec)
 
   shape = [spec.num_views, spec.num_frames, spec.crop_size, spec.crop_size, 3]
   return _output(record, _if_valid(error, make, shape), target, error)
@@ -285,11 +302,11 @@ def test_inputs(video: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
   indices = sampling.multi_view_indices(
     tf.shape(video)[0], spec.num_frames, spec.stride, spec.num_test_clips
   )
-  return _test_from_frames(tf.gather(video, indices), spec)
+  return test_from_frames(tf.gather(video, indices), spec)
 
 
-def _test_from_frames(frames: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
-  """u8[clips,T,H,W,3] -> f32[V,T,S,S,3]."""
+def test_from_frames(frames: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
+  """Sampled frames u8[clips,T,H,W,3] -> the test views f32[V,T,S,S,3], clip-major."""
   t, s, clips = spec.num_frames, spec.crop_size, spec.num_test_clips
   shape = tf.shape(frames)
   frames = tf.reshape(frames, tf.concat([[clips * t], shape[2:]], 0))

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from vivit_jax.data import labels, pipeline, records, sampling, video_io, video_ops
+from vivit_jax.data import labels, pipeline, records, sampling, video_io
 from vivit_jax.data.sources import DataError
 
 VIDEO_EXTENSIONS = frozenset(
@@ -372,7 +372,9 @@ class VideoFilesSource:
     indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
     frames, error = self._decode(record, indices, error)
     shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
-    clip = pipeline._if_valid(error, lambda: frames_to_train_clip(frames, seeds, spec), shape)
+    clip = pipeline._if_valid(
+      error, lambda: pipeline.train_from_frames(frames, seeds[1], seeds[2], spec), shape
+    )
     return pipeline._output(record, clip, target, error)
 
   def eval_clip(self, record, spec: pipeline.ClipSpec):
@@ -381,7 +383,7 @@ class VideoFilesSource:
     indices = sampling.centre_indices(length, spec.num_frames, spec.stride)
     frames, error = self._decode(record, indices, error)
     shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
-    clip = pipeline._if_valid(error, lambda: frames_to_eval_clip(frames, spec), shape)
+    clip = pipeline._if_valid(error, lambda: pipeline.eval_from_frames(frames, spec), shape)
     return pipeline._output(record, clip, target, error)
 
   def test_clip(self, record, spec: pipeline.ClipSpec):
@@ -391,49 +393,6 @@ class VideoFilesSource:
     indices = sampling.multi_view_indices(length, t, spec.stride, spec.num_test_clips)
     frames, error = self._decode(record, indices, error)
     views = pipeline._if_valid(
-      error, lambda: frames_to_test_views(frames, spec), [spec.num_views, t, s, s, 3]
+      error, lambda: pipeline.test_from_frames(frames, spec), [spec.num_views, t, s, s, 3]
     )
     return pipeline._output(record, views, target, error)
-
-
-# The seam to `pipeline`: decoded u8 frames -> model-ready clips. These repeat
-# the bodies of pipeline.train_clip / eval_clip / test_clip after their JPEG
-# decode, and go when pipeline exposes per-split functions on decoded frames.
-
-
-def frames_to_train_clip(frames: tf.Tensor, seeds: tf.Tensor, spec: pipeline.ClipSpec) -> tf.Tensor:
-  """u8[T,H,W,3] -> f32[T,S,S,3] with `pipeline.train_clip`'s seeds[1:] (crop, augmentation)."""
-  aug = spec.augmentation
-  clip = video_ops.random_resized_crop(
-    frames,
-    min_resize=spec.min_resize,
-    crop_size=spec.crop_size,
-    scale_range=(aug['scale_min_factor'], aug['scale_max_factor'])
-    if aug['do_jitter_scale']
-    else None,
-    prob_scale=aug['prob_scale_jitter'],
-    seed=seeds[1],
-  )
-  return pipeline._augment(clip, spec, seeds[2])
-
-
-def frames_to_eval_clip(frames: tf.Tensor, spec: pipeline.ClipSpec) -> tf.Tensor:
-  """u8[T,H,W,3] -> f32[T,S,S,3]: short side resized, centre crop, normalised."""
-  frames = video_ops.resize_short_side(frames, spec.min_resize)
-  return video_ops.normalise(video_ops.centre_crop(frames, spec.crop_size), spec.zero_centering)
-
-
-def frames_to_test_views(frames: tf.Tensor, spec: pipeline.ClipSpec) -> tf.Tensor:
-  """u8[clips,T,H,W,3] -> f32[V,T,S,S,3], clip-major."""
-  t, s, clips = spec.num_frames, spec.crop_size, spec.num_test_clips
-  shape = tf.shape(frames)
-  frames = tf.reshape(frames, tf.concat([[clips * t], shape[2:]], 0))
-  frames = video_ops.resize_short_side(frames, spec.min_resize)
-  if spec.three_crops:
-    views = video_ops.three_crops(frames, s)
-    views = tf.reshape(views, [3, clips, t, s, s, 3])
-    views = tf.transpose(views, [1, 0, 2, 3, 4, 5])
-  else:
-    views = video_ops.centre_crop(frames, s)
-  views = tf.reshape(views, [spec.num_views, t, s, s, 3])
-  return video_ops.normalise(views, spec.zero_centering)
