@@ -170,3 +170,13 @@ def test_unadaptable_shape_names_parameter_and_both_shapes(tmp_path):
   message = str(error.value)
   assert "'Transformer/encoderblock_1/MlpBlock_0/Dense_0/kernel'" in message
   assert '(16, 32)' in message and '(16, 64)' in message
+
+
+def test_arp_inflation_divides_the_rank_pooling_weights_by_t():
+  # Scenic: kernel_k = 2D kernel * a_k / t. For t = 2, H = [0, 1, 1.5]:
+  # a_1 = 2*2 - 3*1.5 = -0.5, a_2 = 2*1 - 3*0.5 = 0.5, so the frames get -0.25 and 0.25.
+  source = np.full((1, 1, 1, 1), 2.0, np.float32)
+  kernel, _ = adapters.inflate_kernel('k', source, (2, 1, 1, 1, 1), 'average_arp_frame_initializer')
+  np.testing.assert_allclose(kernel.ravel(), [-0.5, 0.5])
+  kernel, _ = adapters.inflate_kernel('k', source, (4, 1, 1, 1, 1), 'average_arp_frame_initializer')
+  np.testing.assert_allclose(kernel.ravel(), 2.0 * adapters.arp_weights(4) / 4)
