@@ -199,6 +199,10 @@ def _fill(name: str, src_name: str, source: Flat, init: np.ndarray, src: str, pl
   if name == 'embedding/kernel':
     return adapters.inflate_kernel(name, value, init.shape, plan.kernel_method)
   if name.endswith(_POSEMB):
+    if value.shape == init.shape:
+      # As Scenic: an embedding of the model's shape is the model's (the params
+      # were checked against the config first), whatever its grid would be read as.
+      return value, 'copied' if src_name == name else f'copied from {src_name}'
     return _posemb(name, src_name, source, init, src, plan)
   if value.shape != init.shape:
     raise adapters.shape_error(name, value.shape, init.shape)
