@@ -43,7 +43,12 @@ ATTENTION_TYPES = (
   'factorized_dot_product_attention',
 )
 TEMPORAL_ENCODINGS = ('3d_conv', 'temporal_sampling')
-KERNEL_INITS = (None, 'central_frame_initializer', 'average_frame_initializer')
+KERNEL_INITS = (
+  None,
+  'central_frame_initializer',
+  'average_frame_initializer',
+  'scenic_central_frame_initializer',
+)
 CLASSIFIERS = ('token', 'gap', 'gmp', 'gsp')
 ATTENTION_IMPLEMENTATIONS = ('default', 'xla', 'cudnn')
 DTYPES = ('float32', 'bfloat16')
@@ -174,6 +179,9 @@ def get_defaults() -> ml_collections.ConfigDict:
   )
   c.l2_decay_factor = config_dict.placeholder(float)
   c.max_grad_norm = config_dict.placeholder(float)
+  # True clips each device's gradient before the cross-device mean, as Scenic's
+  # ViViT trainer does; the default clips the mean (independent of the device count).
+  c.clip_grads_per_device = False
   c.label_smoothing = config_dict.placeholder(float)
   c.mixup = ml_collections.ConfigDict(
     {

@@ -99,11 +99,13 @@ def make_plan(config: ml_collections.ConfigDict | Mapping, num_classes: int) -> 
     init.positional_embed_size_change,
     adapters.POSEMB_METHODS,
   )
-  kernel_method = (
-    init.kernel_init_method
-    or config.model.temporal_encoding_config.kernel_init_method
-    or 'central_frame_initializer'
-  )
+  model_method = config.model.temporal_encoding_config.kernel_init_method
+  if model_method == 'scenic_central_frame_initializer':
+    # Only Scenic's from-scratch initialiser has the width-axis slip; its
+    # checkpoint inflation puts the 2D kernel on the central frame.
+    model_method = 'central_frame_initializer'
+  kernel_method = init.kernel_init_method or model_method or 'central_frame_initializer'
+
   config_lib.check_choice('init_from.kernel_init_method', kernel_method, adapters.KERNEL_METHODS)
   config_lib.check_choice(
     'init_from.temporal_attention_init', init.temporal_attention_init, ('zero', 'copy_spatial')
