@@ -1,5 +1,10 @@
 """Small space-time ViViT (Model 1) on the synthetic motion dataset (`make train`).
 
+`--config=configs/synthetic.py:temporal_order` selects the temporal-order
+variant instead (6 classes that differ only in the order of three motions, in
+`data/synthetic_temporal_order`): the data on which attending over time is
+needed at all, since the average-pool baseline is at chance there.
+
 The dataset (8 motion classes, 24-frame 32x32 clips; see
 vivit_jax/data/synthetic.py) is generated into `data/synthetic` on first use.
 Every key exists (the config starts from the full schema), so the same file
@@ -21,13 +26,20 @@ NUM_TRAIN = 4096
 STEPS = 6 * NUM_TRAIN // 32  # 6 epochs: about 6 minutes on 2 CPU cores.
 
 
-def get_config():
+def get_config(variant: str | None = None):
+  """`variant`: None or 'motion' (the default data), or 'temporal_order'."""
+  variant = variant or 'motion'
+  if variant not in ('motion', 'temporal_order'):
+    raise ValueError(
+      f"configs/synthetic.py:{variant}: expected 'motion' or 'temporal_order' after the colon."
+    )
   c = common.base_config('vivit_synthetic')
   c.dataset_name = 'video_tfrecord_dataset'
 
   d = c.dataset_configs
   d.base_dir = os.path.join(_REPO, 'data', 'synthetic')
   d.generate_synthetic_if_missing = True
+  d.synthetic_variant = variant
   d.tables = {
     'train': 'synthetic_train@8',
     'validation': 'synthetic_validation@2',
@@ -35,6 +47,10 @@ def get_config():
   }
   d.examples_per_subset = {'train': NUM_TRAIN, 'validation': 512, 'test': 512}
   d.num_classes = 8
+  if variant == 'temporal_order':
+    # Three 8-frame segments: 12 frames 2 apart give 6 tubelets, 2 per segment.
+    d.base_dir = os.path.join(_REPO, 'data', 'synthetic_temporal_order')
+    d.num_classes = 6
   # 12 frames 2 apart: twice the motion per tubelet, and 3/4 of the compute of
   # 16 consecutive frames.
   d.num_frames = 12

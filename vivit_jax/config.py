@@ -125,6 +125,9 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   # Write the procedural dataset of vivit_jax/data/synthetic.py into base_dir
   # when its files are missing (configs/synthetic.py sets this).
   d.generate_synthetic_if_missing = False
+  # Which synthetic data: 'motion' (8 motions) or 'temporal_order' (6 orders of
+  # the same three motions; see vivit_jax/data/synthetic.py).
+  d.synthetic_variant = 'motion'
   d.shuffle_buffer_size = 256
   d.do_multicrop_test = False
   d.log_test_epochs = 1

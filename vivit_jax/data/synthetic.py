@@ -9,13 +9,23 @@ background with a static distractor blob. The class is how the shape moves:
 Reversing time maps every class onto its partner (right <-> left, ...), so a
 model that ignores frame order cannot tell the partners apart and scores at
 most 50%. Colours, sizes, speeds, start positions and the distractor are
-random. Generation is deterministic given the seed and writes DMVR-format
+random.
+
+The 'temporal_order' variant (`variant='temporal_order'`) tells classes apart
+only by order: every clip shows three 8-frame segments, move_right, move_down
+and rotate_clockwise, each drawn independently, and the class (6 of them) is
+the order they are played in. Every class's clips are the same frames in
+another order, so no single frame or tubelet, and no average over time, says
+the class: the average-pool baseline is at chance (1/6) by construction.
+
+Generation is deterministic given the seed and writes DMVR-format
 shards `synthetic_<split>-0000i-of-0000N`, `label_map.txt` and, last,
 `synthetic_info.json`, whose presence marks a complete dataset.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -38,6 +48,11 @@ CLASS_NAMES = (
   'grow',
   'shrink',
 )
+# The 'temporal_order' variant: these three motions (indices into CLASS_NAMES)
+# in each of their 6 orders.
+ORDER_MOTIONS = (0, 2, 4)
+_ORDERS = tuple(itertools.permutations(range(len(ORDER_MOTIONS))))
+VARIANTS = ('motion', 'temporal_order')
 PREFIX = 'synthetic_'
 INFO_FILENAME = 'synthetic_info.json'
 VERSION = 1
@@ -51,6 +66,20 @@ def table(split: str) -> str:
   return f'{PREFIX}{split}@{SPLITS[split][1]}'
 
 
+def class_names(variant: str = 'motion') -> tuple[str, ...]:
+  """Class names of a variant, in label order."""
+  if variant == 'motion':
+    return CLASS_NAMES
+  if variant == 'temporal_order':
+    return tuple('_then_'.join(CLASS_NAMES[ORDER_MOTIONS[k]] for k in order) for order in _ORDERS)
+  raise ValueError(f'dataset_configs.synthetic_variant is {variant!r}; expected one of {VARIANTS}.')
+
+
+def segment_order(label: int) -> tuple[int, ...]:
+  """The order (indices into ORDER_MOTIONS) of a 'temporal_order' class's segments."""
+  return _ORDERS[label]
+
+
 def _shape_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
   """The object in its own coordinates: a bar with a knob on one end, above."""
   bar = (np.abs(u) < 1.0) & (np.abs(v) < 0.35)
@@ -59,9 +88,23 @@ def _shape_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def render_clip(
-  label: int, rng: np.random.Generator, *, num_frames: int = 24, size: int = 32
+  label: int,
+  rng: np.random.Generator,
+  *,
+  num_frames: int = 24,
+  size: int = 32,
+  variant: str = 'motion',
 ) -> np.ndarray:
-  """One clip of class `label`: u8[num_frames, size, size, 3]."""
+  """One clip of class `label` of `variant`: u8[num_frames, size, size, 3]."""
+  if variant == 'temporal_order':
+    if num_frames % len(ORDER_MOTIONS):
+      raise ValueError(f'temporal_order clips need num_frames divisible by 3, got {num_frames}.')
+    # Drawn in one fixed order whatever the class, then played in the class's:
+    # the same random draws give every class the same frames.
+    length = num_frames // len(ORDER_MOTIONS)
+    segments = [render_clip(m, rng, num_frames=length, size=size) for m in ORDER_MOTIONS]
+    return np.concatenate([segments[k] for k in segment_order(label)])
+  class_names(variant)  # Rejects an unknown variant.
   t = np.arange(num_frames, dtype=np.float32) - (num_frames - 1) / 2
   centre = rng.uniform(0.4, 0.6, 2) * size
   radius = np.full(num_frames, rng.uniform(0.16, 0.24) * size, np.float32)
@@ -103,19 +146,22 @@ def _encode_all(frames: tf.Tensor) -> tf.Tensor:
   )
 
 
-def _clips(split: str, seed: int, num_frames: int, size: int) -> Iterator[tuple[int, bytes]]:
+def _clips(
+  split: str, seed: int, num_frames: int, size: int, variant: str = 'motion'
+) -> Iterator[tuple[int, bytes]]:
   count, _ = SPLITS[split]
   split_seed = [seed, list(SPLITS).index(split)]
   rng = np.random.default_rng(split_seed)
-  labels = rng.permutation(np.arange(count) % len(CLASS_NAMES))
+  names = class_names(variant)
+  labels = rng.permutation(np.arange(count) % len(names))
   for i, label in enumerate(labels):
-    frames = render_clip(int(label), rng, num_frames=num_frames, size=size)
+    frames = render_clip(int(label), rng, num_frames=num_frames, size=size, variant=variant)
     jpegs = [bytes(j) for j in _encode_all(frames).numpy()]
     name = f'{PREFIX}{split}_{i:06d}'
     example = records.make_sequence_example(
       jpegs,
       [int(label)],
-      label_texts=[CLASS_NAMES[label]],
+      label_texts=[names[label]],
       filename=name,
       start_us=0,
       end_us=num_frames * 1_000_000 // FPS,
@@ -123,8 +169,11 @@ def _clips(split: str, seed: int, num_frames: int, size: int) -> Iterator[tuple[
     yield i, example.SerializeToString()
 
 
-def generate(output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int = 32) -> None:
-  """Writes the whole dataset into `output_dir` (shards, label map, info)."""
+def generate(
+  output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int = 32, variant: str = 'motion'
+) -> None:
+  """Writes the whole dataset of `variant` into `output_dir` (shards, label map, info)."""
+  names = class_names(variant)
   tf.io.gfile.makedirs(output_dir)
   for split, (count, shards) in SPLITS.items():
     writers, tmp_paths, final_paths = [], [], []
@@ -133,35 +182,40 @@ def generate(output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int 
       tmp_paths.append(f'{final}.tmp-{os.getpid()}')
       final_paths.append(final)
       writers.append(tf.io.TFRecordWriter(tmp_paths[-1]))
-    for i, serialized in _clips(split, seed, num_frames, size):
+    for i, serialized in _clips(split, seed, num_frames, size, variant):
       writers[i % shards].write(serialized)
     for writer, tmp, final in zip(writers, tmp_paths, final_paths, strict=True):
       writer.close()
       tf.io.gfile.rename(tmp, final, overwrite=True)
     logging.info('Wrote %d synthetic %s clips to %s.', count, split, output_dir)
-  records.write_label_map(os.path.join(output_dir, records.LABEL_MAP_FILENAME), CLASS_NAMES)
-  info = _info(seed, num_frames, size)
+  records.write_label_map(os.path.join(output_dir, records.LABEL_MAP_FILENAME), names)
+  info = _info(seed, num_frames, size, variant)
   with tf.io.gfile.GFile(os.path.join(output_dir, INFO_FILENAME), 'w') as f:
     json.dump(info, f, indent=1)
 
 
-def _info(seed: int, num_frames: int, size: int) -> dict:
-  return {
+def _info(seed: int, num_frames: int, size: int, variant: str = 'motion') -> dict:
+  info = {
     'version': VERSION,
     'seed': seed,
     'num_frames': num_frames,
     'size': size,
     'splits': {k: list(v) for k, v in SPLITS.items()},
   }
+  if variant != 'motion':  # The default data's info (and so existing copies) is unchanged.
+    info['variant'] = variant
+  return info
 
 
-def is_complete(output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int = 32) -> bool:
+def is_complete(
+  output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int = 32, variant: str = 'motion'
+) -> bool:
   """Whether `output_dir` holds the finished dataset with these settings."""
   path = os.path.join(output_dir, INFO_FILENAME)
   if not tf.io.gfile.exists(path):
     return False
   with tf.io.gfile.GFile(path) as f:
-    return json.load(f) == _info(seed, num_frames, size)
+    return json.load(f) == _info(seed, num_frames, size, variant)
 
 
 def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:
@@ -180,8 +234,10 @@ def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:
     return False
   if not dc.base_dir:
     raise DataError('Set dataset_configs.base_dir: where to write the synthetic dataset.')
-  if is_complete(dc.base_dir):
+  variant = dc.synthetic_variant
+  class_names(variant)  # Rejects an unknown variant before anything is written.
+  if is_complete(dc.base_dir, variant=variant):
     return False
-  logging.info('Generating the synthetic dataset in %s (about a minute).', dc.base_dir)
-  generate(dc.base_dir)
+  logging.info('Generating the synthetic %s dataset in %s (about a minute).', variant, dc.base_dir)
+  generate(dc.base_dir, variant=variant)
   return True
