@@ -119,5 +119,11 @@ def test_temporal_order_variant_is_generated_and_selected_by_the_config(tmp_path
   assert labels == list(synthetic.class_names('temporal_order'))
   assert synthetic.is_complete(str(tmp_path / 'order'), variant='temporal_order')
   assert not synthetic.is_complete(str(tmp_path / 'order'))  # not the default data
-  # The default config still describes the default data.
-  assert synthetic_config.get_config().dataset_configs.synthetic_variant == 'motion'
+  # The default config still describes the default data, at the default recipe.
+  default = synthetic_config.get_config()
+  assert default.dataset_configs.synthetic_variant == 'motion'
+  recipe = synthetic_config.get_config('factorised')
+  assert recipe.lr_configs.base_learning_rate == default.lr_configs.base_learning_rate / 4
+  assert synthetic_config.get_config('temporal_order,factorised').dataset_configs.num_classes == 6
+  with pytest.raises(ValueError, match='unknown'):
+    synthetic_config.get_config('temporal-order')
