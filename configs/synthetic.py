@@ -80,8 +80,9 @@ def get_config(options: str | None = None):
   # Model 1 (joint space-time attention), 4 layers of width 96. Measured on 2
   # CPU cores: it reaches 96% test top-1 after 400 steps, while the factorised
   # encoder of the same size was still at 37% train top-1 after 650 steps
-  # (with a class token: chance after 600), since it must encode where the
-  # object is in one vector per frame before time is seen at all.
+  # (with a class token: chance after 600). That was this learning rate, not
+  # the architecture: at 2e-3 its body's gradients collapse; with the
+  # 'factorised' option (5e-4) it trains (docs/ablations.md).
   m.hidden_size = 96
   m.update(num_heads=4, mlp_dim=384, num_layers=4)
   m.patches.size = (8, 8, 2)
