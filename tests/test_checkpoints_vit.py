@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vivit_jax.checkpoints import ShapeError, adapters, convert, detect_format, read_checkpoint
+from vivit_jax.config import ConfigError
 from vivit_jax.models import build_model
 
 
@@ -170,3 +171,56 @@ def test_unadaptable_shape_names_parameter_and_both_shapes(tmp_path):
   message = str(error.value)
   assert "'Transformer/encoderblock_1/MlpBlock_0/Dense_0/kernel'" in message
   assert '(16, 32)' in message and '(16, 64)' in message
+
+
+def test_arp_inflation_divides_the_rank_pooling_weights_by_t():
+  # Scenic: kernel_k = 2D kernel * a_k / t. For t = 2, H = [0, 1, 1.5]:
+  # a_1 = 2*2 - 3*1.5 = -0.5, a_2 = 2*1 - 3*0.5 = 0.5, so the frames get -0.25 and 0.25.
+  source = np.full((1, 1, 1, 1), 2.0, np.float32)
+  kernel, _ = adapters.inflate_kernel('k', source, (2, 1, 1, 1, 1), 'average_arp_frame_initializer')
+  np.testing.assert_allclose(kernel.ravel(), [-0.5, 0.5])
+  kernel, _ = adapters.inflate_kernel('k', source, (4, 1, 1, 1, 1), 'average_arp_frame_initializer')
+  np.testing.assert_allclose(kernel.ravel(), 2.0 * adapters.arp_weights(4) / 4)
+
+
+def _config_error(config, params):
+  with pytest.raises(ConfigError) as error:
+    convert(config, params)
+  return str(error.value)
+
+
+def test_params_that_disagree_with_the_config_are_named_before_any_surgery(tmp_path):
+  path = fakes.write_npz(tmp_path / 'vit.npz', fakes.make_vit())
+  # Params of 8x8 inputs handed with a config of 16x16 inputs: the config's
+  # token grid (1, 4, 4) is not the params' (1, 2, 2).
+  _, params = _init(fakes.vivit_config(path), 2)
+  big = fakes.vivit_config(path)
+  big['dataset_configs']['crop_size'] = 16
+  message = _config_error(big, params)
+  assert 'do not match what the config describes' in message
+  assert 'crop_size=16' in message and 'token grid' in message
+  assert "'Transformer/posembed_input/pos_embedding'" in message
+  assert '(1, 5, 16)' in message and '(1, 17, 16)' in message
+  assert 'Cannot initialise' not in message
+  # Params of Model 1 handed with a Model 2 config: the variant is named.
+  message = _config_error(fakes.vivit_config(path, attention_type='factorized_encoder'), params)
+  assert "attention_config.type='factorized_encoder'" in message
+  assert "'SpatialTransformer/" in message
+
+
+def test_a_checkpoint_array_of_the_target_shape_is_copied(tmp_path):
+  # Non-square 4x2 patches: the 2x4 token grid cannot be read from the 8 tokens
+  # alone, but the array already has the model's shape, so it is copied (as Scenic does).
+  vit = fakes.make_vit()
+  vit['embedding/kernel'] = vit['embedding/kernel'][:, :2]
+  vit['Transformer/posembed_input/pos_embedding'] = (
+    np.random.RandomState(1).normal(size=(1, 9, fakes.D)).astype(np.float32)
+  )
+  path = fakes.write_npz(tmp_path / 'vit.npz', vit)
+  config = fakes.vivit_config(path, num_frames=1, patch_t=1)
+  config['model']['patches']['size'] = (4, 2, 1)
+  _, params = _init(config, 1)
+  new, entries = convert(config, params)
+  name = 'Transformer/posembed_input/pos_embedding'
+  np.testing.assert_array_equal(new['Transformer']['posembed_input']['pos_embedding'], vit[name])
+  assert _report(entries)[name] == ('copied', '')

@@ -104,3 +104,55 @@ def test_mp4_format_holds_the_same_clips(tmp_path, tiny_splits):
   # H.264 at crf 4 and yuv420p: a few levels off on average, far closer than another clip.
   assert np.abs(decoded - clip).mean() < 5
   assert np.abs(decoded - rendered['test'][0][2].astype(float)).mean() > 20
+
+
+def _tubelets(frames):
+  return sorted(row.tobytes() for row in frames.reshape(len(frames) // 2, -1))
+
+
+def test_temporal_order_classes_are_the_same_frames_in_another_order():
+  names = synthetic.class_names('temporal_order')
+  assert len(names) == 6 and names[0] == 'move_right_then_move_down_then_rotate_clockwise'
+  clips = [
+    synthetic.render_clip(label, np.random.default_rng(3), variant='temporal_order')
+    for label in range(len(names))
+  ]
+  assert clips[0].shape == (24, 32, 32, 3) and clips[0].dtype == np.uint8
+  segments = [clips[0][8 * k : 8 * (k + 1)] for k in range(3)]
+  for label, clip in enumerate(clips):
+    # Every class shows the same three 8-frame segments, only in its own order ...
+    order = synthetic.segment_order(label)
+    np.testing.assert_array_equal(clip, np.concatenate([segments[k] for k in order]))
+    # ... so the mean over time (what the average-pool baseline keeps) is the same,
+    np.testing.assert_allclose(clip.mean(0), clips[0].mean(0), atol=1e-4)
+    # and so is the multiset of 2-frame tubelets of 12 frames 2 apart, from either start.
+    for start in (0, 1):
+      assert _tubelets(clip[start::2]) == _tubelets(clips[0][start::2])
+  assert len({clip.tobytes() for clip in clips}) == 6
+  # Each segment is a motion: its first and last frames differ.
+  assert all(np.abs(s[0].astype(float) - s[-1]).mean() > 2 for s in segments)
+
+
+def test_temporal_order_variant_is_generated_and_selected_by_the_config(tmp_path, tiny_splits):
+  from configs import synthetic as synthetic_config
+
+  c = synthetic_config.get_config('temporal_order')
+  assert c.dataset_configs.synthetic_variant == 'temporal_order'
+  assert c.dataset_configs.num_classes == 6
+  assert c.dataset_configs.base_dir.endswith('synthetic_temporal_order')
+  c.dataset_configs.base_dir = str(tmp_path / 'order')
+  c.dataset_configs.examples_per_subset = {}
+  config = config_lib.resolve(c)
+  assert ensure_synthetic(config)
+  labels = (tmp_path / 'order' / 'label_map.txt').read_text().split()
+  assert labels == list(synthetic.class_names('temporal_order'))
+  assert synthetic.is_complete(str(tmp_path / 'order'), variant='temporal_order')
+  assert not synthetic.is_complete(str(tmp_path / 'order'))  # not the default data
+  # The default config still describes the default data, at the default recipe.
+  default = synthetic_config.get_config()
+  assert default.dataset_configs.synthetic_variant == 'motion'
+  recipe = synthetic_config.get_config('factorised')
+  assert recipe.lr_configs.base_learning_rate == default.lr_configs.base_learning_rate / 4
+  assert synthetic_config.get_config('temporal_order,factorised').dataset_configs.num_classes == 6
+  with pytest.raises(ValueError, match='unknown'):
+    synthetic_config.get_config('temporal-order')

@@ -37,6 +37,17 @@ def test_central_frame_initializer_keeps_only_the_central_frame():
   assert all(np.abs(kernel[1, :, w]).sum() > 0 for w in range(2))
 
 
+def test_scenic_central_frame_initializer_reproduces_scenic_zeroing_the_width_axis():
+  shape = (3, 2, 4, 3, 5)
+  kernel = embedding.KERNEL_INITIALIZERS['scenic_central_frame_initializer']()(
+    jax.random.key(0), shape
+  )
+  base = nn.initializers.lecun_normal()(jax.random.key(0), shape)
+  # Scenic keeps width index t // 2 = 1 of every frame and zeroes the other widths.
+  np.testing.assert_array_equal(kernel[:, :, 1], base[:, :, 1])
+  np.testing.assert_array_equal(kernel[:, :, [0, 2, 3]], 0.0)
+
+
 def test_average_frame_initializer_repeats_one_frame():
   kernel = embedding.average_frame_initializer()(jax.random.key(0), (4, 2, 2, 3, 5))
   for t in range(1, 4):

@@ -77,3 +77,19 @@ def test_confusion_images_name_each_head():
   for key in ('verb_confusion_matrix', 'noun_confusion_matrix'):
     a, b = named[key], plain[key]
     assert a.shape != b.shape or np.abs(a - b).max() > 0.5
+
+
+def test_average_precision_gives_tied_scores_one_threshold():
+  # scikit-learn's definition: AP = sum_n (R_n - R_n-1) P_n over the distinct
+  # scores. Scores [.9, .5, .5, .1], positives at the first two: threshold .9
+  # gives P 1, R 1/2; threshold .5 takes both tied clips (P 2/3, R 1).
+  scores = np.array([0.9, 0.5, 0.5, 0.1])
+  np.testing.assert_allclose(
+    evaluation.average_precision(scores, np.array([1, 1, 0, 0])), 0.5 * 1 + 0.5 * 2 / 3
+  )
+  # The answer does not depend on where the positive sits among the tied clips.
+  np.testing.assert_allclose(
+    evaluation.average_precision(scores, np.array([1, 0, 1, 0])), 0.5 * 1 + 0.5 * 2 / 3
+  )
+  # Every score tied: one threshold, AP = the share of positives.
+  np.testing.assert_allclose(evaluation.average_precision(np.zeros(4), np.array([1, 1, 0, 0])), 0.5)

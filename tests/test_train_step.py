@@ -99,6 +99,14 @@ def test_gradients_are_clipped_after_the_cross_device_mean():
   scenic = jax.tree_util.tree_map(lambda p, *g: p - sum(g) / 8, state.params, *clipped)
   diff = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()), scenic, expected)
   assert max(jax.tree_util.tree_leaves(diff)) > 1e-3
+  # clip_grads_per_device=True is Scenic's ViViT order, for reproducing its runs.
+  _, _, scenic_update = _setup(optax.sgd(1.0), max_grad_norm=max_norm, clip_grads_per_device=True)
+  scenic_state, _ = scenic_update(_replicate(state, 8), jax.tree_util.tree_map(jnp.asarray, batch))
+  jax.tree_util.tree_map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+    _first(scenic_state.params),
+    scenic,
+  )
 
 
 def test_a_non_finite_loss_leaves_the_state_unchanged():

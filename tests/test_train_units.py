@@ -198,3 +198,28 @@ def test_mix_batch_needs_an_alpha():
   inputs, labels = _indexed_batch()
   with pytest.raises(ValueError):
     mixup.mix_batch(jax.random.PRNGKey(0), inputs, labels, alpha=None)
+
+
+def test_l2_regularization_skips_one_dimensional_params():
+  # Scenic sums the squares of parameters with ndim > 1 only: the kernel counts
+  # (6 ones), the bias and the LayerNorm scale do not.
+  params = {
+    'Dense_0': {'kernel': jnp.ones((2, 3)), 'bias': jnp.ones((3,))},
+    'LayerNorm_0': {'scale': jnp.full((3,), 2.0)},
+    'embedding': {'kernel': jnp.full((1, 1, 1, 1), 3.0)},
+  }
+  np.testing.assert_allclose(losses.l2_regularization(params), 6.0 + 9.0)
+
+
+def test_multi_head_joint_top5_ranks_pairs_by_the_product_of_head_probabilities():
+  task = losses.Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
+  # Head probabilities verb [0.6, 0.4], noun [0.5, 0.3, 0.2]; pair products:
+  # (0,0) .30, (1,0) .20, (0,1) .18, (0,2) .12, (1,1) .12, (1,2) .08, so every
+  # pair but (1,2) is in the joint top-5 although each head's top-5 holds every class.
+  logits = jnp.log(jnp.array([[0.6, 0.4, 0.5, 0.3, 0.2]] * 3))
+  labels = jnp.array([[0.0, 1, 0, 0, 1], [0, 1, 0, 1, 0], [1, 0, 0, 0, 1]])
+  hits = losses.per_example_metrics(logits, labels, task)
+  np.testing.assert_array_equal(hits['top5'], [0, 1, 1])
+  np.testing.assert_array_equal(hits['verb_top5'], [1, 1, 1])
+  np.testing.assert_array_equal(hits['noun_top5'], [1, 1, 1])
+  np.testing.assert_array_equal(hits['top1'], [0, 0, 0])

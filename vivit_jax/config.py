@@ -46,7 +46,12 @@ ATTENTION_TYPES = (
   'factorized_dot_product_attention',
 )
 TEMPORAL_ENCODINGS = ('3d_conv', 'temporal_sampling')
-KERNEL_INITS = (None, 'central_frame_initializer', 'average_frame_initializer')
+KERNEL_INITS = (
+  None,
+  'central_frame_initializer',
+  'average_frame_initializer',
+  'scenic_central_frame_initializer',
+)
 CLASSIFIERS = ('token', 'gap', 'gmp', 'gsp')
 ATTENTION_IMPLEMENTATIONS = ('default', 'xla', 'cudnn')
 DTYPES = ('float32', 'bfloat16')
@@ -131,6 +136,9 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   # Write the procedural dataset of vivit_jax/data/synthetic.py into base_dir
   # when its files are missing (configs/synthetic.py sets this).
   d.generate_synthetic_if_missing = False
+  # Which synthetic data: 'motion' (8 motions) or 'temporal_order' (6 orders of
+  # the same three motions; see vivit_jax/data/synthetic.py).
+  d.synthetic_variant = 'motion'
   d.shuffle_buffer_size = 256
   d.do_multicrop_test = False
   d.log_test_epochs = 1
@@ -189,6 +197,9 @@ def get_defaults() -> ml_collections.ConfigDict:
   )
   c.l2_decay_factor = config_dict.placeholder(float)
   c.max_grad_norm = config_dict.placeholder(float)
+  # True clips each device's gradient before the cross-device mean, as Scenic's
+  # ViViT trainer does; the default clips the mean (independent of the device count).
+  c.clip_grads_per_device = False
   c.label_smoothing = config_dict.placeholder(float)
   c.mixup = ml_collections.ConfigDict(
     {

@@ -71,7 +71,8 @@ def inflate_kernel(
     method: how a 2D kernel becomes a tubelet [t, h, w, c, d]:
       'central_frame_initializer' (the 2D kernel on frame t // 2, zeros
       elsewhere), 'average_frame_initializer' (on every frame, divided by t),
-      'average_arp_frame_initializer' (frame k weighted by `arp_weights(t)`).
+      'average_arp_frame_initializer' (frame k weighted by `arp_weights(t)[k] / t`,
+      Scenic's ARP inflation).
   """
   target_shape = tuple(target_shape)
   if source.shape == target_shape:
@@ -89,7 +90,8 @@ def inflate_kernel(
   elif method == 'average_frame_initializer':
     kernel = np.repeat(source[None], t, axis=0) / t
   elif method == 'average_arp_frame_initializer':
-    kernel = arp_weights(t).reshape(t, 1, 1, 1, 1) * source[None]
+    # Divided by t like the average inflation, as Scenic's init_embedding does.
+    kernel = (arp_weights(t) / t).reshape(t, 1, 1, 1, 1) * source[None]
   else:
     raise ValueError(
       f'init_from.kernel_init_method is {method!r}; expected one of {KERNEL_METHODS}.'

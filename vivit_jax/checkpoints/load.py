@@ -5,11 +5,84 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from absl import logging
 
 from vivit_jax import config as config_lib
 from vivit_jax.checkpoints import formats, surgery
+from vivit_jax.models.build import build_model
+
+_POSEMB = 'posembed_input/pos_embedding'
+
+
+def described_shapes(config: ml_collections.ConfigDict, num_classes: int | None) -> dict:
+  """{flat name: shape} of the params the config's model has (traced, nothing computed)."""
+  module = build_model(config, num_classes)
+  data = config.dataset_configs
+  video = jax.ShapeDtypeStruct((1, data.num_frames, data.crop_size, data.crop_size, 3), jnp.float32)
+  shapes = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), video)
+  # Shapes as 0-d arrays of objects would lose them in formats.flatten; carry them as tuples.
+  leaves = jax.tree_util.tree_leaves_with_path(shapes['params'])
+  return {'/'.join(str(k.key) for k in path): tuple(x.shape) for path, x in leaves}
+
+
+def check_params_match_config(
+  config: ml_collections.ConfigDict, flat: Mapping[str, Any], num_classes: int | None
+) -> None:
+  """Raises ConfigError naming what differs when `flat` is not what `config` describes.
+
+  Surgery adapts the checkpoint to the shapes the config implies (token grid,
+  tubelet), so params built from another config would otherwise fail later on
+  a parameter whose checkpoint array is fine, with a message about the wrong thing.
+  """
+  expected = described_shapes(config, num_classes)
+  given = {name: tuple(np.shape(x)) for name, x in flat.items()}
+  if expected == given:
+    return
+  data, model = config.dataset_configs, config.model
+  problems = []
+  missing, extra = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+  if missing or extra:
+    problems.append(
+      f'the variant: model.attention_config.type={model.attention_config.type!r} '
+      f'(classifier={model.classifier!r}) has {", ".join(map(repr, missing[:3])) or "nothing"}'
+      f'{" ..." if len(missing) > 3 else ""} that the params lack, and the params have '
+      f'{", ".join(map(repr, extra[:3])) or "nothing"}{" ..." if len(extra) > 3 else ""} '
+      'that it does not'
+    )
+  shared = sorted(n for n in set(expected) & set(given) if expected[n] != given[n])
+  sizes = (
+    f'dataset_configs.num_frames={data.num_frames}, crop_size={data.crop_size}, '
+    f'model.patches.size={tuple(model.patches.size)}'
+  )
+  posembs = [n for n in shared if n.endswith(_POSEMB)]
+  if posembs:
+    grid = surgery.make_plan(config, num_classes).grid
+    problems.append(
+      f'the input size and token grid: {sizes} give a token grid (t, h, w) = {grid}, so '
+      + ', '.join(f'{n!r} should be {expected[n]}, but the params have {given[n]}' for n in posembs)
+    )
+  if 'embedding/kernel' in shared:
+    problems.append(
+      f"the tubelet: model.patches.size gives 'embedding/kernel' {expected['embedding/kernel']}, "
+      f'but the params have {given["embedding/kernel"]}'
+    )
+  others = [n for n in shared if not n.endswith(_POSEMB) and n != 'embedding/kernel']
+  if others:
+    problems.append(
+      'the widths or depths (model.hidden_size, mlp_dim, num_heads, num_classes): '
+      + ', '.join(f'{n!r} should be {expected[n]}, the params have {given[n]}' for n in others[:3])
+      + (' ...' if len(others) > 3 else '')
+    )
+  raise config_lib.ConfigError(
+    'The params handed to load_pretrained do not match what the config describes; they differ '
+    'in ' + '; and '.join(problems) + '. Initialise the params from this same config (with '
+    'inputs of dataset_configs.num_frames x crop_size x crop_size), or pass the config they '
+    'were built from.'
+  )
 
 
 def convert(
@@ -26,6 +99,7 @@ def convert(
   flat = formats.flatten(params)
   num_classes = surgery.num_classes_of(flat) if 'output_projection/bias' in flat else None
   plan = surgery.make_plan(config, num_classes)
+  check_params_match_config(config, flat, num_classes)
   new, report = surgery.adapt(source, flat, plan)
   if not any(entry.action in ('copied', 'adapted') for entry in report):
     # Loading nothing would silently train from scratch.

@@ -99,11 +99,13 @@ def make_plan(config: ml_collections.ConfigDict | Mapping, num_classes: int) -> 
     init.positional_embed_size_change,
     adapters.POSEMB_METHODS,
   )
-  kernel_method = (
-    init.kernel_init_method
-    or config.model.temporal_encoding_config.kernel_init_method
-    or 'central_frame_initializer'
-  )
+  model_method = config.model.temporal_encoding_config.kernel_init_method
+  if model_method == 'scenic_central_frame_initializer':
+    # Only Scenic's from-scratch initialiser has the width-axis slip; its
+    # checkpoint inflation puts the 2D kernel on the central frame.
+    model_method = 'central_frame_initializer'
+  kernel_method = init.kernel_init_method or model_method or 'central_frame_initializer'
+
   config_lib.check_choice('init_from.kernel_init_method', kernel_method, adapters.KERNEL_METHODS)
   config_lib.check_choice(
     'init_from.temporal_attention_init', init.temporal_attention_init, ('zero', 'copy_spatial')
@@ -199,6 +201,10 @@ def _fill(name: str, src_name: str, source: Flat, init: np.ndarray, src: str, pl
   if name == 'embedding/kernel':
     return adapters.inflate_kernel(name, value, init.shape, plan.kernel_method)
   if name.endswith(_POSEMB):
+    if value.shape == init.shape:
+      # As Scenic: an embedding of the model's shape is the model's (the params
+      # were checked against the config first), whatever its grid would be read as.
+      return value, 'copied' if src_name == name else f'copied from {src_name}'
     return _posemb(name, src_name, source, init, src, plan)
   if value.shape != init.shape:
     raise adapters.shape_error(name, value.shape, init.shape)

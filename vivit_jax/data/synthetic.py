@@ -9,7 +9,16 @@ background with a static distractor blob. The class is how the shape moves:
 Reversing time maps every class onto its partner (right <-> left, ...), so a
 model that ignores frame order cannot tell the partners apart and scores at
 most 50%. Colours, sizes, speeds, start positions and the distractor are
-random. Generation is deterministic given the seed and writes DMVR-format
+random.
+
+The 'temporal_order' variant (`variant='temporal_order'`) tells classes apart
+only by order: every clip shows three 8-frame segments, move_right, move_down
+and rotate_clockwise, each drawn independently, and the class (6 of them) is
+the order they are played in. Every class's clips are the same frames in
+another order, so no single frame or tubelet, and no average over time, says
+the class: the average-pool baseline is at chance (1/6) by construction.
+
+Generation is deterministic given the seed and writes DMVR-format
 shards `synthetic_<split>-0000i-of-0000N`, `label_map.txt` and, last,
 `synthetic_info.json`, whose presence marks a complete dataset. `generate_mp4`
 writes the same clips as H.264 mp4 files with a CSV index per split.
@@ -17,6 +26,7 @@ writes the same clips as H.264 mp4 files with a CSV index per split.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -40,6 +50,11 @@ CLASS_NAMES = (
   'grow',
   'shrink',
 )
+# The 'temporal_order' variant: these three motions (indices into CLASS_NAMES)
+# in each of their 6 orders.
+ORDER_MOTIONS = (0, 2, 4)
+_ORDERS = tuple(itertools.permutations(range(len(ORDER_MOTIONS))))
+VARIANTS = ('motion', 'temporal_order')
 PREFIX = 'synthetic_'
 INFO_FILENAME = 'synthetic_info.json'
 VERSION = 1
@@ -53,6 +68,20 @@ def table(split: str) -> str:
   return f'{PREFIX}{split}@{SPLITS[split][1]}'
 
 
+def class_names(variant: str = 'motion') -> tuple[str, ...]:
+  """Class names of a variant, in label order."""
+  if variant == 'motion':
+    return CLASS_NAMES
+  if variant == 'temporal_order':
+    return tuple('_then_'.join(CLASS_NAMES[ORDER_MOTIONS[k]] for k in order) for order in _ORDERS)
+  raise ValueError(f'dataset_configs.synthetic_variant is {variant!r}; expected one of {VARIANTS}.')
+
+
+def segment_order(label: int) -> tuple[int, ...]:
+  """The order (indices into ORDER_MOTIONS) of a 'temporal_order' class's segments."""
+  return _ORDERS[label]
+
+
 def _shape_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
   """The object in its own coordinates: a bar with a knob on one end, above."""
   bar = (np.abs(u) < 1.0) & (np.abs(v) < 0.35)
@@ -61,9 +90,23 @@ def _shape_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def render_clip(
-  label: int, rng: np.random.Generator, *, num_frames: int = 24, size: int = 32
+  label: int,
+  rng: np.random.Generator,
+  *,
+  num_frames: int = 24,
+  size: int = 32,
+  variant: str = 'motion',
 ) -> np.ndarray:
-  """One clip of class `label`: u8[num_frames, size, size, 3]."""
+  """One clip of class `label` of `variant`: u8[num_frames, size, size, 3]."""
+  if variant == 'temporal_order':
+    if num_frames % len(ORDER_MOTIONS):
+      raise ValueError(f'temporal_order clips need num_frames divisible by 3, got {num_frames}.')
+    # Drawn in one fixed order whatever the class, then played in the class's:
+    # the same random draws give every class the same frames.
+    length = num_frames // len(ORDER_MOTIONS)
+    segments = [render_clip(m, rng, num_frames=length, size=size) for m in ORDER_MOTIONS]
+    return np.concatenate([segments[k] for k in segment_order(label)])
+  class_names(variant)  # Rejects an unknown variant.
   t = np.arange(num_frames, dtype=np.float32) - (num_frames - 1) / 2
   centre = rng.uniform(0.4, 0.6, 2) * size
   radius = np.full(num_frames, rng.uniform(0.16, 0.24) * size, np.float32)
@@ -106,7 +149,12 @@ def _encode_all(frames: tf.Tensor) -> tf.Tensor:
 
 
 def _rendered(
-  split: str, seed: int, num_frames: int, size: int, limit: int | None = None
+  split: str,
+  seed: int,
+  num_frames: int,
+  size: int,
+  limit: int | None = None,
+  variant: str = 'motion',
 ) -> Iterator[tuple[int, int, np.ndarray]]:
   """(index, label, u8[num_frames, size, size, 3]) for every clip of `split`, in order.
 
@@ -116,21 +164,28 @@ def _rendered(
   count, _ = SPLITS[split]
   split_seed = [seed, list(SPLITS).index(split)]
   rng = np.random.default_rng(split_seed)
-  labels = rng.permutation(np.arange(count) % len(CLASS_NAMES))
+  labels = rng.permutation(np.arange(count) % len(class_names(variant)))
   for i, label in enumerate(labels[:limit]):
-    yield i, int(label), render_clip(int(label), rng, num_frames=num_frames, size=size)
+    frames = render_clip(int(label), rng, num_frames=num_frames, size=size, variant=variant)
+    yield i, int(label), frames
 
 
 def _clips(
-  split: str, seed: int, num_frames: int, size: int, limit: int | None = None
+  split: str,
+  seed: int,
+  num_frames: int,
+  size: int,
+  limit: int | None = None,
+  variant: str = 'motion',
 ) -> Iterator[tuple[int, bytes]]:
-  for i, label, frames in _rendered(split, seed, num_frames, size, limit):
+  names = class_names(variant)
+  for i, label, frames in _rendered(split, seed, num_frames, size, limit, variant):
     jpegs = [bytes(j) for j in _encode_all(frames).numpy()]
     name = f'{PREFIX}{split}_{i:06d}'
     example = records.make_sequence_example(
       jpegs,
       [label],
-      label_texts=[CLASS_NAMES[label]],
+      label_texts=[names[label]],
       filename=name,
       start_us=0,
       end_us=num_frames * 1_000_000 // FPS,
@@ -145,12 +200,14 @@ def generate(
   num_frames: int = 24,
   size: int = 32,
   limit: int | None = None,
+  variant: str = 'motion',
 ) -> None:
-  """Writes the whole dataset into `output_dir` (shards, label map, info).
+  """Writes the whole dataset of `variant` into `output_dir` (shards, label map, info).
 
   `limit` writes only the first `limit` clips of each split (a quick sample, the
   same clips as the full set); its info file says so, so `is_complete` is False.
   """
+  names = class_names(variant)
   tf.io.gfile.makedirs(output_dir)
   for split, (count, shards) in SPLITS.items():
     writers, tmp_paths, final_paths = [], [], []
@@ -159,15 +216,15 @@ def generate(
       tmp_paths.append(f'{final}.tmp-{os.getpid()}')
       final_paths.append(final)
       writers.append(tf.io.TFRecordWriter(tmp_paths[-1]))
-    for i, serialized in _clips(split, seed, num_frames, size, limit):
+    for i, serialized in _clips(split, seed, num_frames, size, limit, variant):
       writers[i % shards].write(serialized)
     for writer, tmp, final in zip(writers, tmp_paths, final_paths, strict=True):
       writer.close()
       tf.io.gfile.rename(tmp, final, overwrite=True)
     written = min(count, limit or count)
     logging.info('Wrote %d synthetic %s clips to %s.', written, split, output_dir)
-  records.write_label_map(os.path.join(output_dir, records.LABEL_MAP_FILENAME), CLASS_NAMES)
-  info = _info(seed, num_frames, size, limit)
+  records.write_label_map(os.path.join(output_dir, records.LABEL_MAP_FILENAME), names)
+  info = _info(seed, num_frames, size, limit, variant)
   records.atomic_write_text(os.path.join(output_dir, INFO_FILENAME), json.dumps(info, indent=1))
 
 
@@ -180,9 +237,9 @@ MP4_CRF = 4
 CSV_HEADER = ('video_path', 'label')
 
 
-def video_path(split: str, index: int, label: int) -> str:
-  """Where clip `index` of `split` lies in the mp4 format, relative to its directory."""
-  return f'{split}/{CLASS_NAMES[label]}/{index:05d}.mp4'
+def video_path(split: str, index: int, name: str) -> str:
+  """Where clip `index` (of class `name`) of `split` lies in the mp4 format."""
+  return f'{split}/{name}/{index:05d}.mp4'
 
 
 def write_mp4(path: str, frames: np.ndarray, fps: int = FPS) -> None:
@@ -212,6 +269,7 @@ def generate_mp4(
   num_frames: int = 24,
   size: int = 32,
   limit: int | None = None,
+  variant: str = 'motion',
 ) -> None:
   """Writes the same clips as `generate` as mp4 files with CSV indexes.
 
@@ -220,21 +278,24 @@ def generate_mp4(
   `label_map.txt`. Each file is written to a temporary name and renamed, and each
   CSV only after all of its split's videos, so a CSV never lists a missing video.
   """
+  names = class_names(variant)
   os.makedirs(output_dir, exist_ok=True)
-  records.write_label_map(os.path.join(output_dir, records.LABEL_MAP_FILENAME), CLASS_NAMES)
+  records.write_label_map(os.path.join(output_dir, records.LABEL_MAP_FILENAME), names)
   for split in SPLITS:
-    for name in CLASS_NAMES:
+    for name in names:
       os.makedirs(os.path.join(output_dir, split, name), exist_ok=True)
     rows = [','.join(CSV_HEADER)]
-    for i, label, frames in _rendered(split, seed, num_frames, size, limit):
-      relative = video_path(split, i, label)
+    for i, label, frames in _rendered(split, seed, num_frames, size, limit, variant):
+      relative = video_path(split, i, names[label])
       write_mp4(os.path.join(output_dir, relative), frames)
-      rows.append(f'{relative},{CLASS_NAMES[label]}')
+      rows.append(f'{relative},{names[label]}')
     records.atomic_write_text(os.path.join(output_dir, f'{split}.csv'), '\n'.join(rows) + '\n')
     logging.info('Wrote %d synthetic %s videos to %s.', len(rows) - 1, split, output_dir)
 
 
-def _info(seed: int, num_frames: int, size: int, limit: int | None = None) -> dict:
+def _info(
+  seed: int, num_frames: int, size: int, limit: int | None = None, variant: str = 'motion'
+) -> dict:
   info = {
     'version': VERSION,
     'seed': seed,
@@ -244,16 +305,20 @@ def _info(seed: int, num_frames: int, size: int, limit: int | None = None) -> di
   }
   if limit is not None:
     info['limit'] = limit
+  if variant != 'motion':  # The default data's info (and so existing copies) is unchanged.
+    info['variant'] = variant
   return info
 
 
-def is_complete(output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int = 32) -> bool:
+def is_complete(
+  output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int = 32, variant: str = 'motion'
+) -> bool:
   """Whether `output_dir` holds the finished dataset with these settings."""
   path = os.path.join(output_dir, INFO_FILENAME)
   if not tf.io.gfile.exists(path):
     return False
   with tf.io.gfile.GFile(path) as f:
-    return json.load(f) == _info(seed, num_frames, size)
+    return json.load(f) == _info(seed, num_frames, size, variant=variant)
 
 
 def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:
@@ -272,11 +337,15 @@ def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:
     return False
   if not dc.base_dir:
     raise DataError('Set dataset_configs.base_dir: where to write the synthetic dataset.')
-  if is_complete(dc.base_dir):
+  variant = dc.synthetic_variant
+  class_names(variant)  # Rejects an unknown variant before anything is written.
+  if is_complete(dc.base_dir, variant=variant):
     return False
   # Measured: 13-15 s for the generation alone on a 2-core CPU (see make_synthetic).
-  logging.info('Generating the synthetic dataset in %s (about 15 s on 2 CPU cores).', dc.base_dir)
+  logging.info(
+    'Generating the synthetic %s dataset in %s (about 15 s on 2 CPU cores).', variant, dc.base_dir
+  )
   start = time.perf_counter()
-  generate(dc.base_dir)
+  generate(dc.base_dir, variant=variant)
   logging.info('Generated the synthetic dataset in %.1f s.', time.perf_counter() - start)
   return True

@@ -6,13 +6,15 @@ strings (default: train -> 'train', validation -> 'validation' or else 'test',
 test -> 'test'). The first `Video` feature supplies the frames, kept encoded so
 only sampled frames are decoded; the `label` ClassLabel supplies classes and
 their names. Keys are TFDS ids ('ucf101-train.tfrecord-00000-of-00004__17').
-Records are read in a fixed file order; training shuffles them with the
-seeded shuffle buffer.
+Evaluation reads the files in their stored order; each training epoch reads
+them in an order drawn from the epoch's seed (so a resumed run reads what an
+uninterrupted one would), then the seeded shuffle buffer mixes the records.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import ml_collections
@@ -22,6 +24,8 @@ import tensorflow_datasets as tfds
 from vivit_jax.data.sources import DataError
 
 LABEL_KEY = 'label'
+# '<dataset>-<split>.<file format>-<shard>-of-<count>', TFDS's file naming.
+_SHARD_FILE = re.compile(r'-(?P<split>[^-/]+)\.[^.\-/]+-(?P<shard>\d+)-of-\d+$')
 
 
 class TfdsSource:
@@ -35,17 +39,51 @@ class TfdsSource:
     self.split = split
     self.video_key = video_key
 
-  def ordered(self) -> tf.data.Dataset:
+  def _read(self, split: Any) -> tf.data.Dataset:
     return self.builder.as_dataset(
-      split=self.split,
+      split=split,
       shuffle_files=False,
       decoders={self.video_key: tfds.decode.SkipDecoding()},
       read_config=tfds.ReadConfig(add_tfds_id=True),
     )
 
+  def ordered(self) -> tf.data.Dataset:
+    return self._read(self.split)
+
+  def file_pieces(self) -> list[tuple[str, int]]:
+    """(TFDS split string, number of examples) of this split's part of each file, in file order.
+
+    Each piece is an absolute slice ('train[8:12]') of the split a file belongs
+    to, so TFDS still gives every record its usual tfds_id. Empty when TFDS
+    cannot say which files hold the split (e.g. under tfds.testing.mock_data).
+    """
+    try:
+      instructions = self.builder.info.splits[self.split].file_instructions
+    except (KeyError, ValueError, AttributeError):
+      return []
+    pieces = []
+    for instruction in instructions:
+      match = _SHARD_FILE.search(str(instruction.filename))
+      if match is None:
+        return []
+      split, shard = match['split'], int(match['shard'])
+      start = sum(self.builder.info.splits[split].shard_lengths[:shard]) + instruction.skip
+      pieces.append((f'{split}[{start}:{start + instruction.take}]', int(instruction.take)))
+    return pieces
+
   def epoch(self, seed: tf.Tensor) -> tf.data.Dataset:
-    del seed  # The caller's seeded shuffle buffer does the shuffling.
-    return self.ordered()
+    """Every record once, files in an order drawn from `seed` (int32[2]), as TFRecord sources do."""
+    pieces = self.file_pieces()
+    if len(pieces) < 2:
+      return self.ordered()
+    datasets = [self._read(split) for split, _ in pieces]
+    counts = tf.constant([count for _, count in pieces], tf.int64)
+    order = tf.random.experimental.stateless_shuffle(tf.range(len(pieces), dtype=tf.int64), seed)
+    # One choice per record: file order[0] count times, then order[1], ...
+    choices = tf.data.Dataset.from_tensor_slices(order).flat_map(
+      lambda i: tf.data.Dataset.from_tensors(i).repeat(counts[i])
+    )
+    return tf.data.Dataset.choose_from_datasets(datasets, choices)
 
   def parse(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return {

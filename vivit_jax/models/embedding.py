@@ -36,6 +36,28 @@ def central_frame_initializer(base=None):
   return init
 
 
+def scenic_central_frame_initializer(base=None):
+  """Scenic's `central_frame_initializer` as released, for reproducing its runs.
+
+  It keeps the slice t // 2 of the width axis (axis 2) of every frame and zeroes
+  the other widths, instead of keeping the central frame: a kernel that sees
+  every frame through one column of each patch.
+  """
+
+  base = base or nn.initializers.lecun_normal()
+
+  def init(key, shape, dtype=jnp.float32):
+    if len(shape) != 5:
+      raise ValueError(f'scenic_central_frame_initializer needs a 5-d kernel shape, got {shape}.')
+    kernel = base(key, shape, dtype)
+    mask = np.zeros((1, 1, shape[2], 1, 1), dtype=np.float32)
+    if shape[0] // 2 < shape[2]:
+      mask[:, :, shape[0] // 2] = 1.0
+    return kernel * jnp.asarray(mask, dtype)
+
+  return init
+
+
 def average_frame_initializer(base=None):
   """Initialiser for a [t, h, w, c, d] kernel with the same weights on every frame.
 
@@ -58,6 +80,7 @@ KERNEL_INITIALIZERS = {
   None: nn.initializers.lecun_normal,
   'central_frame_initializer': central_frame_initializer,
   'average_frame_initializer': average_frame_initializer,
+  'scenic_central_frame_initializer': scenic_central_frame_initializer,
 }
 
 

@@ -102,11 +102,26 @@ def mean_per_class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
-  """Area under the precision-recall curve of one class (mean precision at each hit)."""
+  """Average precision of one class, scikit-learn's `average_precision_score`.
+
+  AP = sum_n (R_n - R_{n-1}) P_n over the distinct scores n, high to low: clips
+  with tied scores share one threshold, so the answer does not depend on their order.
+
+  Args:
+    scores: f32[N] scores of the class.
+    positives: [N] > 0 where the clip is a positive.
+
+  Returns:
+    AP in [0, 1]; 0 when there is no positive.
+  """
   order = np.argsort(-scores, kind='stable')
-  hits = positives[order] > 0
-  precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-  return float(np.sum(precision * hits) / max(hits.sum(), 1))
+  sorted_scores, hits = scores[order], positives[order] > 0
+  # The last index of each run of equal scores is a threshold.
+  last = np.r_[np.flatnonzero(np.diff(sorted_scores) != 0), len(hits) - 1]
+  true_pos = np.cumsum(hits)[last]
+  precision = true_pos / (last + 1)
+  recall_gain = np.diff(np.r_[0, true_pos]) / max(hits.sum(), 1)
+  return float(np.sum(recall_gain * precision))
 
 
 def mean_average_precision(logits: np.ndarray, labels: np.ndarray) -> float:

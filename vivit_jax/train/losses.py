@@ -119,6 +119,38 @@ def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
   return jnp.any(hit, axis=-1).astype(jnp.float32)
 
 
+def joint_topk_correct(logits: jax.Array, labels: jax.Array, task: Task, k: int) -> jax.Array:
+  """1.0 where the true combination of head classes is among the k likeliest, per example.
+
+  Scenic's `joint_top_k`: a prediction is one class from every head, scored by
+  the product of the heads' softmax probabilities (here the sum of their
+  log-probabilities). Only each head's k best classes can be in the joint top
+  k, so the k^H candidates built from them are ranked instead of every pair.
+  The true class of a head is its label's argmax, as in Scenic.
+
+  Args:
+    logits: f32[B, C] concatenated head logits.
+    labels: f32[B, C] concatenated head targets.
+    task: a multi-head task.
+    k: number of top combinations.
+
+  Returns:
+    f32[B] of 0.0 / 1.0.
+  """
+  batch = logits.shape[0]
+  scores = jnp.zeros((batch, 1), jnp.float32)
+  correct = jnp.ones((batch, 1), bool)
+  for start, stop in task.heads:
+    log_p = jax.nn.log_softmax(logits[:, start:stop].astype(jnp.float32), axis=-1)
+    head_scores, head_classes = jax.lax.top_k(log_p, min(k, stop - start))  # [B, k_h]
+    true_class = jnp.argmax(labels[:, start:stop], axis=-1)[:, None]
+    # Candidates so far x this head's k_h classes, flattened: [B, n * k_h].
+    scores = (scores[:, :, None] + head_scores[:, None, :]).reshape(batch, -1)
+    correct = (correct[:, :, None] & (head_classes == true_class)[:, None, :]).reshape(batch, -1)
+  _, top = jax.lax.top_k(scores, min(k, scores.shape[-1]))
+  return jnp.any(jnp.take_along_axis(correct, top, axis=-1), axis=-1).astype(jnp.float32)
+
+
 def per_example_metrics(logits: jax.Array, labels: jax.Array, task: Task) -> dict[str, jax.Array]:
   """Top-1 and top-5 hits of each example; per head and joint for multi-head.
 
@@ -128,8 +160,9 @@ def per_example_metrics(logits: jax.Array, labels: jax.Array, task: Task) -> dic
     task: how to read the logits.
 
   Returns:
-    dict of f32[B]: 'top1', 'top5' (the joint 'action' hit for multi-head
-    tasks, where an example counts only when every head's top-1 is right), and
+    dict of f32[B]: 'top1', 'top5' (for multi-head tasks the joint 'action'
+    hits: top-1 counts only when every head's top-1 is right, top-5 when the
+    true combination is among the five likeliest, Scenic's `joint_top_k`), and
     '<head>_top1', '<head>_top5' for each head of a multi-head task.
   """
   if len(task.heads) == 1:
@@ -141,9 +174,20 @@ def per_example_metrics(logits: jax.Array, labels: jax.Array, task: Task) -> dic
     out[f'{name}_top5'] = topk_correct(head_logits, head_labels, 5)
     joint = out[f'{name}_top1'] if joint is None else joint * out[f'{name}_top1']
   out['top1'] = joint
+  out['top5'] = joint_topk_correct(logits, labels, task, 5)
   return out
 
 
 def l2_regularization(params) -> jax.Array:
-  """Sum of squares of every parameter (Scenic's `l2_decay_factor` term)."""
-  return sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(params))
+  """Sum of squares of the parameters with more than one axis (Scenic's `l2_regularization`).
+
+  Biases, LayerNorm scales and other vectors are left out, as in Scenic, so a
+  ported config with `l2_decay_factor > 0` does not pull LayerNorm scales to zero.
+
+  Args:
+    params: a parameter tree.
+
+  Returns:
+    f32[] the sum of w^2 over every leaf with ndim > 1.
+  """
+  return sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(params) if jnp.ndim(x) > 1)

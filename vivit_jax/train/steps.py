@@ -39,6 +39,7 @@ def make_update_fn(
   label_smoothing: float | None = None,
   l2_decay_factor: float | None = None,
   max_grad_norm: float | None = None,
+  clip_grads_per_device: bool = False,
   mixup_alpha: float | None = None,
   cutmix_alpha: float | None = None,
   cutmix_switch_prob: float = 0.5,
@@ -48,7 +49,9 @@ def make_update_fn(
   Per device, in order: mixup / CutMix, forward pass with dropout and
   stochastic depth, loss (+ 0.5 * l2_decay_factor * sum w^2), gradients; then
   the gradients are averaged over devices with `lax.pmean` and only then
-  clipped to `max_grad_norm`, and the optimiser is applied. A step whose loss
+  clipped to `max_grad_norm` (with `clip_grads_per_device`, each device's
+  gradient is clipped before the mean, as Scenic's ViViT trainer does), and the
+  optimiser is applied. A step whose loss
   or gradient norm is not finite leaves the state unchanged (so no checkpoint
   can hold NaNs) and reports `finite = False`; the trainer then stops.
 
@@ -58,6 +61,8 @@ def make_update_fn(
     schedule: step -> learning rate (for the metrics).
     task: how logits are read.
     label_smoothing, l2_decay_factor, max_grad_norm: None or 0 turn them off.
+    clip_grads_per_device: clip before the cross-device mean (Scenic's order;
+      the reported grad_norm is then the mean of the clipped gradients).
     mixup_alpha, cutmix_alpha, cutmix_switch_prob: see `mixup.mix_batch`.
 
   Returns:
@@ -99,9 +104,15 @@ def make_update_fn(
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (total, (per_example, logits)), grads = grad_fn(state.params)
-    # Average first, then clip: every device clips the same global gradient.
-    grads = jax.lax.pmean(grads, AXIS)
-    grads, grad_norm = _clip_by_global_norm(grads, max_grad_norm)
+    if clip_grads_per_device:
+      grads, _ = _clip_by_global_norm(grads, max_grad_norm)
+      grads = jax.lax.pmean(grads, AXIS)
+      grad_norm = optax.tree.norm(grads)
+    else:
+      # Average first, then clip: every device clips the same global gradient,
+      # so the update does not depend on how the batch is split over devices.
+      grads = jax.lax.pmean(grads, AXIS)
+      grads, grad_norm = _clip_by_global_norm(grads, max_grad_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 

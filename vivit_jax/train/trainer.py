@@ -267,6 +267,7 @@ def _train_and_evaluate(
     label_smoothing=config.label_smoothing,
     l2_decay_factor=config.l2_decay_factor,
     max_grad_norm=config.max_grad_norm,
+    clip_grads_per_device=config.clip_grads_per_device,
     mixup_alpha=config.mixup.alpha,
     cutmix_alpha=config.mixup.cutmix_alpha,
     cutmix_switch_prob=config.mixup.cutmix_switch_prob,
