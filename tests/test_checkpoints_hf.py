@@ -10,8 +10,8 @@ import numpy as np
 from vivit_jax.checkpoints import convert, detect_format, huggingface, read_checkpoint, safetensors
 from vivit_jax.checkpoints.formats import flatten
 from vivit_jax.config import resolve
+from vivit_jax.inference.convert import convert_checkpoint
 from vivit_jax.models import build_model
-from vivit_jax.tools.convert_checkpoint import convert_checkpoint
 
 
 def _model1(path='', **init_from):

@@ -20,8 +20,8 @@ from vivit_jax import errors
 from vivit_jax.config import ConfigError, resolve
 from vivit_jax.data import DataError
 from vivit_jax.inference import VideoClassifier, load_params
+from vivit_jax.inference.convert import convert_checkpoint
 from vivit_jax.tools import cli
-from vivit_jax.tools.convert_checkpoint import convert_checkpoint
 from vivit_jax.train import trainer
 from vivit_jax.train.checkpointing import CheckpointMismatchError
 

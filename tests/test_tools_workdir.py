@@ -21,8 +21,8 @@ from vivit_jax import config as config_lib
 from vivit_jax.checkpoints import formats, load, safetensors
 from vivit_jax.errors import MissingFileError
 from vivit_jax.inference import VideoClassifier, load_params
+from vivit_jax.inference.convert import convert_checkpoint
 from vivit_jax.models import build_model
-from vivit_jax.tools.convert_checkpoint import convert_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, 'configs', 'synthetic.py')
