@@ -92,15 +92,20 @@ class ClipSpec:
     )
 
 
-def _checked_record(record: dict[str, tf.Tensor], spec: ClipSpec):
-  """Target, error and frames made safe to index when the record has none."""
-  target, error = labels.label_target(
-    record['label_index'],
+def label_target(label_index: tf.Tensor, spec: ClipSpec) -> tuple[tf.Tensor, tf.Tensor]:
+  """The training target of a record's int64[L] labels and its error ('' when valid)."""
+  return labels.label_target(
+    label_index,
     num_classes=spec.num_classes,
     class_splits=spec.class_splits,
     multi_label=spec.multi_label,
     head_names=spec.split_names,
   )
+
+
+def _checked_record(record: dict[str, tf.Tensor], spec: ClipSpec):
+  """Target, error and frames made safe to index when the record has none."""
+  target, error = label_target(record['label_index'], spec)
   encoded = record['encoded']
   length = tf.shape(encoded)[0]
   error = tf.where(

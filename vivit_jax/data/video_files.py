@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from vivit_jax.data import labels, pipeline, records, sampling, video_io
+from vivit_jax.data import pipeline, records, sampling, video_io
 from vivit_jax.data.sources import DataError
 
 VIDEO_EXTENSIONS = frozenset(
@@ -355,13 +355,7 @@ class VideoFilesSource:
     return frames, tf.ensure_shape(error, [])
 
   def _checked(self, record, spec: pipeline.ClipSpec):
-    target, error = labels.label_target(
-      record['label_index'],
-      num_classes=spec.num_classes,
-      class_splits=spec.class_splits,
-      multi_label=spec.multi_label,
-      head_names=spec.split_names,
-    )
+    target, error = pipeline.label_target(record['label_index'], spec)
     length, decode_error = self._length(record)
     return target, tf.where(tf.equal(error, ''), decode_error, error), length
 
