@@ -115,4 +115,3 @@ def test_the_checker_sees_an_upward_import():
   tree = ast.parse('def f():\n  from vivit_jax.train import trainer\n')
   assert _imported(tree) == {'vivit_jax.train'}
   assert _defines_flags(ast.parse("flags.DEFINE_string('x', None, 'y')"))
-

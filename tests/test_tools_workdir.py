@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 from test_inference_fakes import moving_frames, write_mp4
-from train_fakes import TINY_CLASSES, write_tiny_split
+from train_fakes import TINY_CLASSES, tiny_main_overrides, write_tiny_split
 
 from vivit_jax import config as config_lib
 from vivit_jax.checkpoints import formats, load, safetensors
@@ -29,38 +29,15 @@ CONFIG = os.path.join(REPO, 'configs', 'synthetic.py')
 
 
 def tiny_overrides(data_dir: str, steps: int = 2) -> list[str]:
-  """Command-line overrides of configs/synthetic.py for a ~5k-parameter Model 1."""
-  values = {
-    'dataset_configs.base_dir': data_dir,
-    'dataset_configs.generate_synthetic_if_missing': False,
-    'dataset_configs.tables.train': 'tiny_train@1',
-    'dataset_configs.tables.validation': 'tiny_validation@1',
-    'dataset_configs.tables.test': 'tiny_test@1',
-    'dataset_configs.examples_per_subset.train': 16,
-    'dataset_configs.examples_per_subset.validation': 7,
-    'dataset_configs.examples_per_subset.test': 5,
-    'dataset_configs.num_classes': 3,
-    'dataset_configs.num_frames': 4,
-    'dataset_configs.stride': 1,
-    'dataset_configs.min_resize': 16,
-    'dataset_configs.crop_size': 16,
-    'dataset_configs.shuffle_buffer_size': 16,
-    'model.classifier': 'token',
-    'model.hidden_size': 16,
-    'model.num_layers': 1,
-    'model.num_heads': 2,
-    'model.mlp_dim': 16,
-    'batch_size': 8,
-    'eval_batch_size': 8,
-    'num_training_steps': steps,
-    'lr_configs.steps_per_cycle': steps,
-    'lr_configs.warmup_steps': 1,
-    'log_eval_steps': steps,
-    'checkpoint_steps': 1,
-    'log_summary_steps': 1,
-    'count_flops': False,
-  }
-  return [f'--config.{k}={v}' for k, v in values.items()]
+  """The tiny Model 1 with a class token (what HF export needs), a checkpoint every step."""
+  return tiny_main_overrides(
+    data_dir,
+    steps,
+    model__classifier='token',
+    log_eval_steps=steps,
+    checkpoint_steps=1,
+    count_flops=False,
+  )
 
 
 def _run(args, cwd):

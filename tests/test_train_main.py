@@ -5,42 +5,14 @@ import os
 import subprocess
 import sys
 
-from train_fakes import write_tiny_split
+from train_fakes import tiny_main_overrides, write_tiny_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _main(workdir, data_dir, steps):
-  overrides = {
-    'dataset_configs.base_dir': data_dir,
-    'dataset_configs.generate_synthetic_if_missing': False,
-    'dataset_configs.tables.train': 'tiny_train@1',
-    'dataset_configs.tables.validation': 'tiny_validation@1',
-    'dataset_configs.tables.test': 'tiny_test@1',
-    'dataset_configs.examples_per_subset.train': 16,
-    'dataset_configs.examples_per_subset.validation': 7,
-    'dataset_configs.examples_per_subset.test': 5,
-    'dataset_configs.num_classes': 3,
-    'dataset_configs.num_frames': 4,
-    'dataset_configs.stride': 1,
-    'dataset_configs.min_resize': 16,
-    'dataset_configs.crop_size': 16,
-    'dataset_configs.shuffle_buffer_size': 16,
-    'model.hidden_size': 16,
-    'model.num_layers': 1,
-    'model.num_heads': 2,
-    'model.mlp_dim': 16,
-    'batch_size': 8,
-    'eval_batch_size': 8,
-    'num_training_steps': steps,
-    'lr_configs.steps_per_cycle': steps,
-    'lr_configs.warmup_steps': 1,
-    'log_eval_steps': 2,
-    'checkpoint_steps': 2,
-    'log_summary_steps': 1,
-  }
   cmd = [sys.executable, 'main.py', '--config=configs/synthetic.py', f'--workdir={workdir}']
-  cmd += [f'--config.{k}={v}' for k, v in overrides.items()]
+  cmd += tiny_main_overrides(data_dir, steps, log_eval_steps=2, checkpoint_steps=2)
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
   return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 

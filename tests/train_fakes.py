@@ -155,6 +155,42 @@ def write_tiny_split(directory: str, split: str, num: int) -> None:
   records.write_label_map(os.path.join(directory, records.LABEL_MAP_FILENAME), TINY_CLASSES)
 
 
+def tiny_main_overrides(data_dir: str, steps: int, **changes) -> list[str]:
+  """`--config.key=value` flags that make configs/synthetic.py a ~5k-parameter Model 1.
+
+  It reads the `write_tiny_split` shards in `data_dir` (16 / 7 / 5 clips of 3 classes) and
+  trains `steps` steps; `changes` overrides or adds keys (dots as '__': `model__classifier`).
+  """
+  values = {
+    'dataset_configs.base_dir': data_dir,
+    'dataset_configs.generate_synthetic_if_missing': False,
+    'dataset_configs.tables.train': 'tiny_train@1',
+    'dataset_configs.tables.validation': 'tiny_validation@1',
+    'dataset_configs.tables.test': 'tiny_test@1',
+    'dataset_configs.examples_per_subset.train': 16,
+    'dataset_configs.examples_per_subset.validation': 7,
+    'dataset_configs.examples_per_subset.test': 5,
+    'dataset_configs.num_classes': 3,
+    'dataset_configs.num_frames': 4,
+    'dataset_configs.stride': 1,
+    'dataset_configs.min_resize': 16,
+    'dataset_configs.crop_size': 16,
+    'dataset_configs.shuffle_buffer_size': 16,
+    'model.hidden_size': 16,
+    'model.num_layers': 1,
+    'model.num_heads': 2,
+    'model.mlp_dim': 16,
+    'batch_size': 8,
+    'eval_batch_size': 8,
+    'num_training_steps': steps,
+    'lr_configs.steps_per_cycle': steps,
+    'lr_configs.warmup_steps': 1,
+    'log_summary_steps': 1,
+  }
+  values.update({key.replace('__', '.'): value for key, value in changes.items()})
+  return [f'--config.{k}={v}' for k, v in values.items()]
+
+
 @pytest.fixture(scope='module')
 def compilation_cache(tmp_path_factory):
   """Runs in one module compile the same tiny programs; a disk cache compiles them once.
