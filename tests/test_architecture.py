@@ -25,7 +25,10 @@ _PACKAGE = _ROOT / 'vivit_jax'
 _LAYERS = {
   '__init__': 0,
   'errors': 0,
+  'fileio': 0,
+  'task': 0,
   'config': 1,
+  'variants': 1,
   'models': 2,
   'data': 2,
   'checkpoints': 3,

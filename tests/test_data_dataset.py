@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from vivit_jax import config as config_lib
 from vivit_jax.data import DataError, build_dataset, records
+from vivit_jax.task import Task
 
 
 def _video(num_frames: int, label: int, size=(16, 20)) -> list[bytes]:
@@ -84,7 +85,7 @@ def data_dir(tmp_path):
 def test_eval_one_exact_pass_with_padding(data_dir):
   config = make_config(data_dir, {'validation': 'val@2'}, eval_batch_size=4)
   ds = build_dataset(config, num_local_devices=2, process_index=0, process_count=1)
-  assert ds.meta['num_eval_examples'] == 9
+  assert ds.meta.num_eval_examples == 9
   batches = list(ds.eval_iter())
   assert len(batches) == 3
   b = batches[-1]
@@ -186,7 +187,7 @@ def test_test_views_grouped_with_keys(data_dir):
   assert len(batches) == 5
   b = batches[0]
   assert b['inputs'].shape == (2, 1, 3, 4, 16, 16, 3)
-  assert ds.meta['num_test_views'] == 3
+  assert ds.meta.num_test_views == 3
   for b in batches:
     for key, views, mask in zip(
       b['key'].reshape(-1), b['inputs'].reshape(-1, 3, 4, 16, 16, 3), b['batch_mask'].reshape(-1)
@@ -202,8 +203,8 @@ def test_meta(data_dir):
   records.write_label_map(os.path.join(data_dir, 'label_map.txt'), list('abcde'))
   config = make_config(data_dir, {'train': 'train@2', 'validation': 'val@2'})
   ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
-  assert ds.meta['num_classes'] == 5
-  assert ds.meta['label_names'] == list('abcde')
-  assert ds.meta['input_shape'] == (4, 16, 16, 3)
-  assert ds.meta['num_train_examples'] == 9 and ds.meta['num_test_examples'] == 0
-  assert ds.meta['target_is_onehot'] and not ds.meta['multi_label']
+  assert ds.meta.num_classes == 5
+  assert ds.meta.label_names == list('abcde')
+  assert ds.meta.input_shape == (4, 16, 16, 3)
+  assert ds.meta.num_train_examples == 9 and ds.meta.num_test_examples == 0
+  assert ds.meta.task == Task(5)

@@ -62,8 +62,8 @@ def test_ensure_synthetic_generates_once(tmp_path, tiny_splits):
 def test_synthetic_config_builds(tmp_path, tiny_splits):
   config = _config(tmp_path / 'syn')
   ds = build_dataset(config, num_local_devices=2, process_index=0, process_count=1)
-  assert ds.meta['num_classes'] == 8 and ds.meta['label_names'][0] == 'move_right'
-  assert ds.meta['num_train_examples'] == 16
+  assert ds.meta.num_classes == 8 and ds.meta.label_names[0] == 'move_right'
+  assert ds.meta.num_train_examples == 16
   b = next(ds.train_iter())
   assert b['inputs'].shape == (2, 4, config.dataset_configs.num_frames, 32, 32, 3)
   assert -1.0 <= b['inputs'].min() and b['inputs'].max() <= 1.0

@@ -30,8 +30,8 @@ def _config(**dataset):
 def test_tfds_train_eval_and_test():
   with tfds.testing.mock_data(num_examples=6):
     ds = build_dataset(_config(), num_local_devices=2, process_index=0, process_count=1)
-    assert ds.meta['num_classes'] == 101 and len(ds.meta['label_names']) == 101
-    assert ds.meta['num_eval_examples'] == 6
+    assert ds.meta.num_classes == 101 and len(ds.meta.label_names) == 101
+    assert ds.meta.num_eval_examples == 6
     b = next(ds.train_iter())
     assert b['inputs'].shape == (2, 2, 4, 24, 24, 3)
     assert b['label'].shape == (2, 2, 101)

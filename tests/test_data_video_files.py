@@ -157,7 +157,7 @@ def test_same_views_as_tfrecords(videos, tmp_path, three_crops):
     ),
     workdir=str(tmp_path / 'work'),
   )
-  assert files.meta['label_names'] == shards.meta['label_names'] == ['cat', 'dog']
+  assert files.meta.label_names == shards.meta.label_names == ['cat', 'dog']
   for name in ('eval', 'test'):
     a = _by_key(getattr(shards, f'{name}_iter')())
     b = _by_key(getattr(files, f'{name}_iter')())
@@ -210,12 +210,12 @@ def test_class_folders_and_workdir_label_map(videos, tmp_path):
   os.makedirs(videos / 'empty_class_dir_ignored', exist_ok=True)
   workdir = tmp_path / 'work'
   ds = build(make_config(videos, {'train': '.', 'validation': 'val.csv'}), workdir=str(workdir))
-  assert ds.meta['num_train_examples'] == 5 and ds.meta['num_classes'] == 2
+  assert ds.meta.num_train_examples == 5 and ds.meta.num_classes == 2
   assert records.read_label_map(str(workdir / 'label_map.txt')) == ['cat', 'dog']
   # A restart reuses the saved map even when the train table changes.
   records.write_label_map(str(workdir / 'label_map.txt'), ['cat', 'dog', 'emu'])
   again = build(make_config(videos, {'train': '.'}), workdir=str(workdir))
-  assert again.meta['label_names'] == ['cat', 'dog', 'emu']
+  assert again.meta.label_names == ['cat', 'dog', 'emu']
   labels = next(again.train_iter())['label']
   assert labels.shape == (1, 2, 3) and labels[..., 2].sum() == 0
 
@@ -293,7 +293,7 @@ def test_label_not_in_map(tmp_path):
   with pytest.raises(DataError, match=r"val\.csv line 3: video a\.mp4 has label 'wolf'"):
     build(make_config(tmp_path, tables))
   ds = build(make_config(tmp_path, tables, skip_corrupt=True))
-  assert ds.meta['num_eval_examples'] == 1 and ds.skipped.count == 1
+  assert ds.meta.num_eval_examples == 1 and ds.skipped.count == 1
 
 
 def test_stalled_decoder_is_abandoned(tmp_path):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from vivit_jax import perf
+from vivit_jax import perf, variants
 from vivit_jax.models import build_model, input_shape, stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +34,7 @@ def tiny():
 
 @pytest.mark.parametrize('name', ['spacetime', 'average_pool_baseline'])
 def test_measure_counts_what_model_stats_counts(name):
-  config = perf.variant_config(tiny(), name)
+  config = variants.variant_config(tiny(), name)
   result = perf.measure(config, batch_size=2, repeats=1)
   module = build_model(config)
   params = stats.abstract_params(module, input_shape(config))
@@ -49,11 +49,11 @@ def test_measure_counts_what_model_stats_counts(name):
 
 def test_variant_config_sets_the_attention_type():
   base = tiny()
-  assert perf.variant_config(base, 'spacetime').model.attention_config.type == 'spacetime'
-  baseline = perf.variant_config(base, 'average_pool_baseline').model.attention_config
+  assert variants.variant_config(base, 'spacetime').model.attention_config.type == 'spacetime'
+  baseline = variants.variant_config(base, 'average_pool_baseline').model.attention_config
   assert baseline.type == 'factorized_encoder' and baseline.spatial_only_baseline
   assert base.model.attention_config.type == 'spacetime'  # not mutated
-  assert perf.variant_config(base, 'spacetime', remat=True).model.remat
+  assert variants.variant_config(base, 'spacetime', remat=True).model.remat
 
 
 def test_matmul_peak_and_embedding_comparison_are_positive():

@@ -32,7 +32,7 @@ hosts = [
 ]
 
 class BothHosts:
-  meta = dict(hosts[0].meta, num_train_examples=hosts[0].meta['num_train_examples'])
+  meta = hosts[0].meta
 
   def train_iter(self, start_step=0):
     for a, b in zip(*(h.train_iter(start_step) for h in hosts)):

@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 
-from vivit_jax.train import evaluation, losses
+from vivit_jax.task import Task
+from vivit_jax.train import evaluation
 
 
 def _preds(logits, labels):
@@ -16,7 +17,7 @@ def test_mean_per_class_accuracy_weights_classes_equally():
   # Class 0: 3 of 3 right; class 1: 0 of 1 right -> top-1 3/4, per-class mean 1/2.
   logits = [[1, 0], [1, 0], [1, 0], [1, 0]]
   labels = [[1, 0], [1, 0], [1, 0], [0, 1]]
-  metrics = evaluation.compute_metrics(_preds(logits, labels), losses.Task(2))
+  metrics = evaluation.compute_metrics(_preds(logits, labels), Task(2))
   assert metrics['top1'] == 0.75 and metrics['mean_per_class_accuracy'] == 0.5
   assert metrics['num_examples'] == 4
   np.testing.assert_allclose(metrics['loss'], np.log(1 + np.e) - 0.75, rtol=1e-5)
@@ -29,12 +30,12 @@ def test_mean_average_precision():
   # Class 0 ranks its positives 1st and 3rd: AP = (1/1 + 2/3) / 2. Class 1: AP 1.
   logits = [[0.9, 0.1], [0.8, 0.9], [0.7, 0.2]]
   labels = [[1, 0], [0, 1], [1, 0]]
-  metrics = evaluation.compute_metrics(_preds(logits, labels), losses.Task(2, multi_label=True))
+  metrics = evaluation.compute_metrics(_preds(logits, labels), Task(2, multi_label=True))
   np.testing.assert_allclose(metrics['mAP'], ((1 + 2 / 3) / 2 + 1) / 2, rtol=1e-6)
 
 
 def test_multi_head_metrics_and_predictions(tmp_path):
-  task = losses.Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
+  task = Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
   logits = [[2, 0, 0, 3, 0], [2, 0, 3, 0, 0]]
   labels = [[1, 0, 0, 1, 0], [1, 0, 0, 1, 0]]
   preds = _preds(logits, labels)
@@ -70,7 +71,7 @@ def test_confusion_image_is_a_labelled_figure():
 
 
 def test_confusion_images_name_each_head():
-  task = losses.Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
+  task = Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
   preds = _preds([[2, 0, 0, 3, 0], [2, 0, 3, 0, 0]], [[1, 0, 0, 1, 0], [1, 0, 0, 1, 0]])
   named = evaluation.confusion_images(preds, task, [['take', 'put'], ['cup', 'pan', 'lid']])
   plain = evaluation.confusion_images(preds, task)

@@ -8,11 +8,12 @@ import optax
 import pytest
 from train_fakes import FakeDataset, TinyModel
 
+from vivit_jax.task import Task
 from vivit_jax.train import losses, steps
 from vivit_jax.train.state import create_train_state, init_params
 
 NUM_CLASSES = 6
-TASK = losses.Task(NUM_CLASSES)
+TASK = Task(NUM_CLASSES)
 
 
 def _replicate(tree, n):

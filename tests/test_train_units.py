@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from vivit_jax.config import ConfigError, get_defaults
+from vivit_jax.task import Task
 from vivit_jax.train import losses, mixup, optimizers, schedules
 
 
@@ -110,13 +111,13 @@ def test_every_optimizer_builds_and_steps(name):
 def test_label_smoothing_and_softmax_loss():
   logits = jnp.log(jnp.array([[0.25, 0.75]]))
   labels = jnp.array([[0.0, 1.0]])
-  loss = losses.per_example_loss(logits, labels, losses.Task(2), label_smoothing=0.2)
+  loss = losses.per_example_loss(logits, labels, Task(2), label_smoothing=0.2)
   # Targets become [0.1, 0.9].
   np.testing.assert_allclose(loss, [-(0.1 * np.log(0.25) + 0.9 * np.log(0.75))], rtol=1e-6)
 
 
 def test_multi_head_loss_is_mean_of_heads_and_action_accuracy():
-  task = losses.Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
+  task = Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
   # Example 0: verb right, noun right. Example 1: verb right, noun wrong.
   logits = jnp.log(jnp.array([[0.7, 0.3, 0.2, 0.3, 0.5], [0.9, 0.1, 0.6, 0.2, 0.2]]))
   labels = jnp.array([[1.0, 0, 0, 0, 1], [1, 0, 0, 1, 0]])
@@ -131,7 +132,7 @@ def test_multi_head_loss_is_mean_of_heads_and_action_accuracy():
 
 
 def test_sigmoid_loss_for_multi_label():
-  task = losses.Task(2, multi_label=True)
+  task = Task(2, multi_label=True)
   loss = losses.per_example_loss(jnp.zeros((1, 2)), jnp.array([[1.0, 0.0]]), task)
   np.testing.assert_allclose(loss, [2 * np.log(2)], rtol=1e-6)
 
@@ -212,7 +213,7 @@ def test_l2_regularization_skips_one_dimensional_params():
 
 
 def test_multi_head_joint_top5_ranks_pairs_by_the_product_of_head_probabilities():
-  task = losses.Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
+  task = Task(5, class_splits=(2, 3), split_names=('verb', 'noun'))
   # Head probabilities verb [0.6, 0.4], noun [0.5, 0.3, 0.2]; pair products:
   # (0,0) .30, (1,0) .20, (0,1) .18, (0,2) .12, (1,1) .12, (1,2) .08, so every
   # pair but (1,2) is in the joint top-5 although each head's top-5 holds every class.

@@ -16,6 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from vivit_jax.data.meta import DatasetMeta
+from vivit_jax.task import Task
+
 
 class TinyModel(nn.Module):
   """Pools each frame's colour, then a 2-layer MLP: f32[B,T,H,W,3] -> f32[B,C]."""
@@ -42,7 +45,7 @@ def make_clips(num: int, num_classes: int, shape=(4, 8, 8, 3), seed: int = 0):
   return clips, labels
 
 
-class FakeDataset:
+class FakeDataset:  # Implements vivit_jax.data.meta.TrainingData.
   """In-memory stand-in for `vivit_jax.data.Dataset`.
 
   Args:
@@ -75,17 +78,15 @@ class FakeDataset:
       'validation': make_clips(num_eval, num_classes, shape, seed=1),
       'test': make_clips(num_test, num_classes, shape, seed=2),
     }
-    self.meta = {
-      'num_classes': num_classes,
-      'class_splits': None,
-      'split_names': None,
-      'multi_label': False,
-      'num_train_examples': num_train,
-      'num_eval_examples': num_eval,
-      'num_test_examples': num_test,
-      'input_shape': tuple(shape),
-      'label_names': [f'class{i}' for i in range(num_classes)],
-    }
+    self.meta = DatasetMeta(
+      task=Task(num_classes),
+      input_shape=tuple(shape),
+      num_train_examples=num_train,
+      num_eval_examples=num_eval,
+      num_test_examples=num_test,
+      num_test_views=num_views,
+      label_names=[f'class{i}' for i in range(num_classes)],
+    )
     self.train_starts = []
 
   def _shard(self, x):

@@ -16,48 +16,15 @@ import flax.jax_utils
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from vivit_jax.config import resolve
 from vivit_jax.data.prefetch import prefetch_to_device
 from vivit_jax.models import build_model
 from vivit_jax.models import stats as stats_lib
 from vivit_jax.models.embedding import PatchEmbedding
-from vivit_jax.train import losses, optimizers, schedules, steps
+from vivit_jax.task import Task
+from vivit_jax.train import optimizers, schedules, steps
 from vivit_jax.train import state as state_lib
-
-# name -> (attention_config.type, extra model settings)
-VARIANTS = {
-  'spacetime': ('spacetime', {}),
-  'factorized_encoder': ('factorized_encoder', {}),
-  'factorized_self_attention_block': ('factorized_self_attention_block', {}),
-  'factorized_dot_product_attention': ('factorized_dot_product_attention', {}),
-  'average_pool_baseline': ('factorized_encoder', {'spatial_only_baseline': True}),
-}
-
-
-def small_config() -> ml_collections.ConfigDict:
-  """ViViT-S/16x2: width 384, 12 layers, 6 heads, 8 frames of 112x112."""
-  config = resolve({})
-  model = config.model
-  model.hidden_size = 384
-  model.update(num_heads=6, mlp_dim=1536, num_layers=12)
-  model.spatial_transformer.update(num_heads=6, mlp_dim=1536, num_layers=12)
-  model.temporal_transformer.update(num_heads=6, mlp_dim=1536, num_layers=4)
-  model.patches.size = (16, 16, 2)
-  config.dataset_configs.update(num_classes=400, num_frames=8, crop_size=112)
-  return config
-
-
-def variant_config(base, name: str, **model_overrides) -> ml_collections.ConfigDict:
-  """`base` with the variant's attention type and the `gap` classifier (all support it)."""
-  config = ml_collections.ConfigDict(base.to_dict())
-  attention_type, extra = VARIANTS[name]
-  config.model.attention_config.type = attention_type
-  config.model.attention_config.spatial_only_baseline = extra.get('spatial_only_baseline', False)
-  config.model.classifier = 'gap'
-  config.model.update(model_overrides)
-  return config
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -126,7 +93,7 @@ def measure(config, batch_size: int, repeats: int, run: bool = True) -> Result:
   schedule = schedules.build_schedule(config.lr_configs, total_steps=1000)
   tx = optimizers.build_optimizer(config, schedule)
   update = steps.make_update_fn(
-    apply_fn=module.apply, tx=tx, schedule=schedule, task=losses.Task(num_classes)
+    apply_fn=module.apply, tx=tx, schedule=schedule, task=Task(num_classes)
   )
   video = jnp.zeros((1, batch_size, *shape), jnp.float32)
   batch = {
@@ -200,16 +167,16 @@ def input_pipeline_comparison(config, num_steps: int = 20) -> dict[str, float]:
   config = resolve(config)
   device = jax.local_devices()[:1]
   dataset = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
-  module = build_model(config, dataset.meta['num_classes'])
+  module = build_model(config, dataset.meta.num_classes)
   schedule = schedules.build_schedule(config.lr_configs, total_steps=1000)
   tx = optimizers.build_optimizer(config, schedule)
   update = steps.make_update_fn(
     apply_fn=module.apply,
     tx=tx,
     schedule=schedule,
-    task=losses.Task(dataset.meta['num_classes']),
+    task=Task(dataset.meta.num_classes),
   )
-  params = state_lib.init_params(module, jax.random.key(0), dataset.meta['input_shape'])
+  params = state_lib.init_params(module, jax.random.key(0), dataset.meta.input_shape)
   state = state_lib.create_train_state(params, tx, jax.random.key(1))
   state = flax.jax_utils.replicate(state, device)
   batches = prefetch_to_device(dataset.train_iter(), 2, device)

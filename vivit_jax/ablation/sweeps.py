@@ -14,7 +14,7 @@ from typing import Any
 
 import ml_collections
 
-from vivit_jax.perf import VARIANTS
+from vivit_jax.variants import VARIANTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +74,12 @@ def _temporal_default(config: ml_collections.ConfigDict) -> int:
 def variant_overrides(config, name: str, temporal_layers: int | None = None) -> dict[str, Any]:
   """Overrides that turn the base model into variant `name` at the same width and depth."""
   heads, mlp, layers = _depth(config)
-  attention_type, extra = VARIANTS[name]
+  variant = VARIANTS[name]
   out = {
-    'model.attention_config.type': attention_type,
-    'model.attention_config.spatial_only_baseline': extra.get('spatial_only_baseline', False),
+    'model.attention_config.type': variant.attention_type,
+    'model.attention_config.spatial_only_baseline': variant.spatial_only_baseline,
   }
-  if attention_type == 'factorized_encoder':
+  if variant.attention_type == 'factorized_encoder':
     temporal = _temporal_default(config) if temporal_layers is None else temporal_layers
     enc = {'num_heads': heads, 'mlp_dim': mlp}
     out.update({f'model.spatial_transformer.{k}': v for k, v in enc.items()})

@@ -20,8 +20,10 @@ from absl import logging
 
 from vivit_jax import config as config_lib
 from vivit_jax.data import pipeline, records, sources
+from vivit_jax.data.meta import DatasetMeta
 from vivit_jax.data.sources import DataError
 from vivit_jax.data.tfrecord_source import TFRecordSource, find_undecodable_frame
+from vivit_jax.task import task_from_config
 
 DATASET_NAMES = ('video_tfrecord_dataset', 'tfds', 'video_files')
 Batch = dict[str, np.ndarray]
@@ -41,13 +43,11 @@ class SplitData:
 class Dataset:
   """Iterators over one dataset, plus what the trainer needs to know about it.
 
-  `meta` holds num_classes, class_splits, split_names, target_is_onehot,
-  multi_label, num_train_examples, num_eval_examples, num_test_examples,
-  input_shape (T, H, W, 3), num_test_views, label_names and the per-host batch
-  sizes.
+  It implements `vivit_jax.data.meta.TrainingData`, the protocol the trainer
+  reads.
   """
 
-  meta: dict[str, Any]
+  meta: DatasetMeta
   spec: pipeline.ClipSpec
   splits: dict[str, SplitData]
   num_devices: int
@@ -130,12 +130,12 @@ class Dataset:
       yield self._shard(self._empty_batch(multi_view), host_batch)
 
   def _empty_batch(self, multi_view: bool) -> Batch:
-    shape = self.meta['input_shape']
+    shape = self.meta.input_shape
     if multi_view:
       shape = (self.spec.num_views, *shape)
     return {
       'inputs': np.zeros((0, *shape), np.float32),
-      'label': np.zeros((0, self.meta['num_classes']), np.float32),
+      'label': np.zeros((0, self.meta.num_classes), np.float32),
       'batch_mask': np.zeros((0,), np.float32),
       'key': np.zeros((0,), object),
     }
@@ -369,21 +369,16 @@ def build_dataset(
     num_classes = dc.num_classes or (len(label_names) if label_names else None)
   num_classes = _check_classes(dc, num_classes, label_names)
   spec = pipeline.ClipSpec.from_config(dc, num_classes)
-  meta = {
-    'num_classes': num_classes,
-    'class_splits': tuple(dc.class_splits) if dc.class_splits else None,
-    'split_names': tuple(dc.split_names) if dc.split_names else None,
-    'target_is_onehot': True,
-    'multi_label': bool(dc.multi_label),
-    'input_shape': (dc.num_frames, dc.crop_size, dc.crop_size, 3),
-    'num_test_views': spec.num_views,
-    'label_names': label_names,
-    'host_batch_size': host_batch,
-    'eval_host_batch_size': eval_batch,
-    'test_host_batch_size': test_batch,
-  }
-  for split, key in (('train', 'train'), ('validation', 'eval'), ('test', 'test')):
-    meta[f'num_{key}_examples'] = splits[split].num_examples if split in splits else 0
+  counts = {split: splits[split].num_examples if split in splits else 0 for split in _SPLIT_ORDER}
+  meta = DatasetMeta(
+    task=task_from_config(dc, num_classes),
+    input_shape=(dc.num_frames, dc.crop_size, dc.crop_size, 3),
+    num_train_examples=counts['train'],
+    num_eval_examples=counts['validation'],
+    num_test_examples=counts['test'],
+    num_test_views=spec.num_views,
+    label_names=label_names,
+  )
   return Dataset(
     meta=meta,
     spec=spec,

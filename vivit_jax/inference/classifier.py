@@ -24,7 +24,8 @@ from vivit_jax.data.sources import DataError
 from vivit_jax.inference import checkpoint as checkpoint_lib
 from vivit_jax.inference import preprocess
 from vivit_jax.models import build_model, input_shape
-from vivit_jax.train import losses, steps
+from vivit_jax.task import Task, task_from_config
+from vivit_jax.train import steps
 
 
 @dataclasses.dataclass
@@ -43,7 +44,7 @@ class Prediction:
   looped: bool
 
 
-def _probabilities(logits: np.ndarray, task: losses.Task) -> np.ndarray:
+def _probabilities(logits: np.ndarray, task: Task) -> np.ndarray:
   """f32[..., C] combined logits -> probabilities, per head."""
   logits = np.asarray(logits, np.float64)
   if task.multi_label:
@@ -89,12 +90,7 @@ class VideoClassifier:
     self.input_shape = input_shape(self.config)
     workdir.check_fits(self.module, params, self.input_shape, source, self.config)
     num_classes = num_classes or int(sum(dc.class_splits or ()) or dc.num_classes)
-    self.task = losses.Task(
-      num_classes=num_classes,
-      class_splits=tuple(dc.class_splits) if dc.class_splits else None,
-      split_names=tuple(dc.split_names) if dc.split_names else None,
-      multi_label=bool(dc.multi_label),
-    )
+    self.task = task_from_config(dc, num_classes)
     if label_names is not None and len(label_names) != num_classes:
       raise DataError(
         f'The label map has {len(label_names)} names for a model of {num_classes} classes: '

@@ -79,7 +79,7 @@ def main(argv: Sequence[str]) -> None:
   labels = batch['label'].reshape(-1, batch['label'].shape[-1])
   keep = batch['batch_mask'].reshape(-1) > 0
   inputs, labels = inputs[keep][: FLAGS.max_examples], labels[keep][: FLAGS.max_examples]
-  names = ds.meta['label_names']
+  names = ds.meta.label_names
   texts = [label_text(lab, names) for lab in labels]
   pixels = to_pixels(inputs, config.dataset_configs.zero_centering)
   Image.fromarray(grid(pixels, texts, FLAGS.max_frames)).save(FLAGS.out)

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from vivit_jax.task import Task
 from vivit_jax.train import losses
 
 
@@ -200,7 +201,7 @@ def confusion_image(
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
-def _mean_loss_and_hits(logits, labels, task: losses.Task, label_smoothing: float | None):
+def _mean_loss_and_hits(logits, labels, task: Task, label_smoothing: float | None):
   # One compiled call instead of dozens of eager ops.
   hits = losses.per_example_metrics(logits, labels, task)
   mean_loss = jax.numpy.mean(losses.per_example_loss(logits, labels, task, label_smoothing))
@@ -208,7 +209,7 @@ def _mean_loss_and_hits(logits, labels, task: losses.Task, label_smoothing: floa
 
 
 def compute_metrics(
-  preds: Predictions, task: losses.Task, label_smoothing: float | None = None
+  preds: Predictions, task: Task, label_smoothing: float | None = None
 ) -> dict[str, float]:
   """Every evaluation metric of a pass.
 
@@ -239,7 +240,7 @@ def compute_metrics(
 
 def confusion_images(
   preds: Predictions,
-  task: losses.Task,
+  task: Task,
   label_names: Sequence[Any] | None = None,
   title: str | None = None,
 ) -> dict[str, np.ndarray]:
@@ -283,7 +284,7 @@ def _top5(labels: np.ndarray, probs: np.ndarray, names: Sequence[str] | None):
 
 
 def write_predictions(
-  path: str, preds: Predictions, task: losses.Task, label_names: Sequence[Any] | None = None
+  path: str, preds: Predictions, task: Task, label_names: Sequence[Any] | None = None
 ) -> None:
   """Writes one JSON line per video: key, true labels, top-5 classes and scores.
 

@@ -8,43 +8,10 @@ here works per example so that callers can mask padding and sum exactly.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-  """How logits and labels are interpreted.
-
-  Attributes:
-    num_classes: total number of logits (sum of the heads for multi-head).
-    class_splits: sizes of the heads when the output is multi-head, else None.
-    split_names: names of the heads (e.g. ('verb', 'noun')), else None.
-    multi_label: labels are independent binary targets (sigmoid loss).
-  """
-
-  num_classes: int
-  class_splits: tuple[int, ...] | None = None
-  split_names: tuple[str, ...] | None = None
-  multi_label: bool = False
-
-  @property
-  def heads(self) -> tuple[tuple[int, int], ...]:
-    """(start, stop) class offsets of each head; one head when not multi-head."""
-    splits = self.class_splits or (self.num_classes,)
-    bounds, start = [], 0
-    for size in splits:
-      bounds.append((start, start + size))
-      start += size
-    return tuple(bounds)
-
-  @property
-  def head_names(self) -> tuple[str, ...]:
-    if self.split_names:
-      return tuple(self.split_names)
-    return tuple(f'head{i}' for i in range(len(self.heads)))
+from vivit_jax.task import Task
 
 
 def smooth_labels(labels: jax.Array, label_smoothing: float | None) -> jax.Array:

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vivit_jax.task import Task
 from vivit_jax.train import losses, mixup
 from vivit_jax.train.schedules import Schedule
 from vivit_jax.train.state import TrainState
@@ -35,7 +36,7 @@ def make_update_fn(
   apply_fn: Callable[..., jax.Array],
   tx: optax.GradientTransformation,
   schedule: Schedule,
-  task: losses.Task,
+  task: Task,
   label_smoothing: float | None = None,
   l2_decay_factor: float | None = None,
   max_grad_norm: float | None = None,
@@ -132,7 +133,7 @@ def make_update_fn(
   return jax.pmap(update, axis_name=AXIS, donate_argnums=(0,))
 
 
-def _combine_views(view_logits: jax.Array, task: losses.Task, softmax: bool) -> jax.Array:
+def _combine_views(view_logits: jax.Array, task: Task, softmax: bool) -> jax.Array:
   """Averages f32[V, B, C] view logits into f32[B, C] scores in logit space."""
   if not softmax:
     return jnp.mean(view_logits, axis=0)
@@ -149,7 +150,7 @@ def _combine_views(view_logits: jax.Array, task: losses.Task, softmax: bool) -> 
 def make_eval_fn(
   *,
   apply_fn: Callable[..., jax.Array],
-  task: losses.Task,
+  task: Task,
   multiview: bool = False,
   softmax_average: bool = False,
 ) -> Callable[[Any, jax.Array], jax.Array]:

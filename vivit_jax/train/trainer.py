@@ -28,7 +28,7 @@ from vivit_jax import config as config_lib
 from vivit_jax.checkpoints import workdir as workdir_lib
 from vivit_jax.data.prefetch import prefetch_to_device
 from vivit_jax.errors import UserError
-from vivit_jax.train import evaluation, losses, optimizers, schedules, steps, summaries
+from vivit_jax.train import evaluation, optimizers, schedules, steps, summaries
 from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher, unreplicate_to_host
 from vivit_jax.train.state import create_train_state, init_params
 
@@ -52,16 +52,6 @@ def training_length(config: ml_collections.ConfigDict, num_train_examples: int) 
   if config.num_training_epochs:
     return max(1, int(config.num_training_epochs * steps_per_epoch)), steps_per_epoch
   raise config_lib.ConfigError('Set config.num_training_steps or config.num_training_epochs.')
-
-
-def _task(meta: dict[str, Any]) -> losses.Task:
-  splits = meta.get('class_splits')
-  return losses.Task(
-    num_classes=int(meta['num_classes']),
-    class_splits=tuple(splits) if splits else None,
-    split_names=tuple(meta['split_names']) if meta.get('split_names') else None,
-    multi_label=bool(meta.get('multi_label')),
-  )
 
 
 def _build_dataset(config: ml_collections.ConfigDict, workdir: str):
@@ -207,16 +197,16 @@ def _train_and_evaluate(
   # Input.
   dataset = dataset if dataset is not None else _build_dataset(config, workdir)
   meta = dataset.meta
-  task = _task(meta)
-  input_shape = tuple(meta['input_shape'])
-  total_steps, steps_per_epoch = training_length(config, meta['num_train_examples'])
+  task = meta.task
+  input_shape = tuple(meta.input_shape)
+  total_steps, steps_per_epoch = training_length(config, meta.num_train_examples)
   eval_every = config.log_eval_steps or steps_per_epoch
   checkpoint_every = config.checkpoint_steps or eval_every
   data_cfg = config.dataset_configs
   test_every = 0
-  if data_cfg.do_multicrop_test and meta.get('num_test_examples'):
+  if data_cfg.do_multicrop_test and meta.num_test_examples:
     test_every = max(1, int(data_cfg.log_test_epochs * steps_per_epoch))
-  has_validation = bool(meta.get('num_eval_examples'))
+  has_validation = bool(meta.num_eval_examples)
 
   # Model.
   if module is None:
@@ -289,12 +279,12 @@ def _train_and_evaluate(
     metrics = evaluation.compute_metrics(preds, task, config.label_smoothing)
     writer.write_scalars(step, {f'{split}/{k}': v for k, v in metrics.items()})
     images = evaluation.confusion_images(
-      preds, task, meta.get('label_names'), title=f'{split}, step {step}'
+      preds, task, meta.label_names, title=f'{split}, step {step}'
     )
     writer.write_images(step, {f'{split}/{k}': v for k, v in images.items()})
     if step == total_steps and is_chief:
       path = os.path.join(workdir, f'predictions_{split}.jsonl')
-      evaluation.write_predictions(path, preds, task, meta.get('label_names'))
+      evaluation.write_predictions(path, preds, task, meta.label_names)
     logging.info('Step %d %s: %s', step, split, metrics)
     return metrics
 
