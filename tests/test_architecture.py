@@ -28,7 +28,7 @@ _LAYERS = {
   'fileio': 0,
   'task': 0,
   'config': 1,
-  'variants': 1,
+  'variants': 2,
   'models': 2,
   'data': 2,
   'checkpoints': 3,
