@@ -15,8 +15,21 @@ import pathlib
 import sys
 
 _CONFIG_NAMES = {
-  'config', 'cfg', 'dc', 'data', 'data_cfg', 'model', 'meta', 'aug', 'augmentation',
-  'encoding', 'attention', 'saved', 'extra', 'spec', 'm',
+  'config',
+  'cfg',
+  'dc',
+  'data',
+  'data_cfg',
+  'model',
+  'meta',
+  'aug',
+  'augmentation',
+  'encoding',
+  'attention',
+  'saved',
+  'extra',
+  'spec',
+  'm',
 }
 
 
@@ -56,7 +69,10 @@ def main(root: pathlib.Path) -> None:
           keyed.append(f'{path}:{node.lineno}')
   funcs.sort(reverse=True)
   print('longest functions:', ', '.join(f'{name} ({n} lines)' for n, name in funcs[:3]))
-  print(f'files over 300 lines: {len(big)}:', ', '.join(f'{p} ({n})' for n, p in sorted(big, reverse=True)))
+  print(
+    f'files over 300 lines: {len(big)}:',
+    ', '.join(f'{p} ({n})' for n, p in sorted(big, reverse=True)),
+  )
   print(f'.get( reads of configs and metadata: {len(gets)}:', ' '.join(gets))
   print(f"string-key reads of configs and metadata (x['key']): {len(keyed)}:", ' '.join(keyed))
   print(f'function-level imports: {len(set(local))}')
