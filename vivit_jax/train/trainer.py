@@ -1,8 +1,12 @@
 """The trainer: `train_and_evaluate(config, workdir)`, told in a fixed order.
 
-setup -> devices -> input -> model -> optimiser -> state (resume or init_from)
--> compiled steps -> loop (train, summaries, eval, test, checkpoint,
-preemption) -> final evaluation, predictions and results.json.
+setup -> devices -> input -> model -> schedule, optimiser and state (resume,
+else init_from, else random) -> compiled steps -> loop (train, summaries,
+validation, test, checkpoint, preemption) -> predictions and results.json.
+
+The pieces it reads as one line each live beside it: `state.build_training`,
+`resume` (the workdir: resume-or-init, the finished run, the undo of a run that
+fails before its first step) and `meters` (steps/s and core-hours, the NaN check).
 
 The same code runs on one CPU, N CPU devices, a GPU and multi-host TPU pods:
 `config.batch_size` is global, each process feeds its local devices, and only
@@ -11,13 +15,10 @@ process 0 writes summaries, predictions and results.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -28,22 +29,20 @@ import numpy as np
 from absl import logging
 from clu import parameter_overview, periodic_actions
 
-from vivit_jax import checkpoints, fileio
 from vivit_jax import config as config_lib
-from vivit_jax.checkpoints import workdir as workdir_lib
+from vivit_jax import fileio
 from vivit_jax.data import build_dataset
 from vivit_jax.data.meta import TrainingData
 from vivit_jax.data.prefetch import prefetch_to_device
-from vivit_jax.errors import UserError
 from vivit_jax.models import build_model, stats
 from vivit_jax.task import Task
-from vivit_jax.train import evaluation, steps, summaries
-from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher, unreplicate_to_host
-from vivit_jax.train.state import Training, TrainState, build_training, create_train_state
+from vivit_jax.train import evaluation, meters, resume, steps, summaries
+from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher
+from vivit_jax.train.meters import NonFiniteLossError
+from vivit_jax.train.state import Training, build_training
 
-
-class NonFiniteLossError(UserError, FloatingPointError):
-  """The training loss or gradient norm became NaN or infinite."""
+# NonFiniteLossError lives with the check that raises it; callers catch it from here.
+__all__ = ['NonFiniteLossError', 'due', 'train_and_evaluate', 'training_length']
 
 
 def due(step: int, every: int | None, total: int) -> bool:
@@ -73,11 +72,6 @@ def _build_dataset(config: ml_collections.ConfigDict, workdir: str) -> TrainingD
   )
 
 
-def _load_pretrained(config: ml_collections.ConfigDict, params: Any) -> Any:
-  logging.info('Initialising from %s.', config.init_from.checkpoint_path)
-  return checkpoints.load_pretrained(config, params)
-
-
 def _log_model(module, params, input_shape, count_flops: bool) -> dict[str, float]:
   parameter_overview.log_parameter_overview(params)
   info = {'num_params': float(stats.count_params(params))}
@@ -103,45 +97,6 @@ def _write_json(path: str, value: Any) -> None:
     json.dump(value, f, indent=2, sort_keys=True)
 
 
-def _written_with(workdir: str, config: ml_collections.ConfigDict) -> str | None:
-  """'It was written with WORKDIR/config.json, which sets model.hidden_size=16 (...)', or None."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    differences = workdir_lib.config_differences(json.load(f), config)
-  if not differences:
-    return None
-  return f'It was written with {path}, which sets {", ".join(differences)}.'
-
-
-@contextlib.contextmanager
-def _undone_unless_stepped(workdir: str) -> Iterator[dict[str, bool]]:
-  """Removes what the block added to `workdir` when it fails before its first step.
-
-  A run that fails that early (a bad key, missing data, a workdir of another
-  config) leaves the workdir as it found it: no event files, no config.json, no
-  empty checkpoints/ and, if it was new, no workdir. Yields {'stepped': False};
-  the block sets 'stepped' once a step has run.
-  """
-  before = set(os.listdir(workdir)) if os.path.isdir(workdir) else None
-  progress = {'stepped': False}
-  try:
-    yield progress
-  except BaseException:
-    if not progress['stepped'] and jax.process_index() == 0:
-      if before is None:
-        shutil.rmtree(workdir, ignore_errors=True)
-      else:
-        for name in set(os.listdir(workdir)) - before:
-          path = os.path.join(workdir, name)
-          if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-          else:
-            os.remove(path)
-    raise
-
-
 def _num_devices(config: ml_collections.ConfigDict) -> int:
   """All processes' devices, once the global batch is known to split over them."""
   problem = config.batch_size and config_lib.batch_split_problem(
@@ -156,47 +111,6 @@ def _num_devices(config: ml_collections.ConfigDict) -> int:
     jax.local_device_count(),
   )
   return jax.device_count()
-
-
-def restore_or_init(
-  config: ml_collections.ConfigDict, workdir: str, checkpointer: Checkpointer, training: Training
-) -> TrainState:
-  """The state to start from: the workdir's latest checkpoint, else init_from, else random.
-
-  Args:
-    config: the resolved config (reads `init_from`).
-    workdir: the run's directory; its config.json names what wrote a mismatched checkpoint.
-    checkpointer: the workdir's checkpoints.
-    training: from `build_training`; its state is the random initialisation.
-
-  Returns:
-    A host-local state; its step is where training resumes.
-  """
-  state = training.state
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state, written_with=_written_with(workdir, config))
-    logging.info('Resumed from step %d in %s.', int(state.step), checkpointer.directory)
-  elif config.init_from.checkpoint_path:
-    state = create_train_state(_load_pretrained(config, state.params), training.tx, state.rng)
-  return state
-
-
-def _already_finished(
-  workdir: str, start_step: int, total_steps: int, checkpointer: Checkpointer
-) -> dict[str, Any]:
-  """Says there is nothing to train, closes the checkpoints; the stored results, if any."""
-  message = (
-    f'{workdir} already holds a checkpoint at step {start_step} >= num_training_steps '
-    f'{total_steps}: nothing to train. Use a new --workdir, or raise num_training_steps.'
-  )
-  logging.warning(message)
-  print(message, flush=True)
-  checkpointer.close()
-  results_path = os.path.join(workdir, 'results.json')
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      return json.load(f)
-  return {'step': start_step, 'already_finished': True}
 
 
 def _make_update(
@@ -270,84 +184,31 @@ class SplitEvaluator:
     return metrics
 
 
-class ThroughputMeter:
-  """Training speed between summaries, evaluation time left out.
-
-  Steps/s and clips/s cover the steps since the last summary; core-hours add
-  the training seconds of every interval so far, times the devices.
-  """
-
-  def __init__(self, start_step: int, clips_per_step: int, num_devices: int):
-    self._clips_per_step = clips_per_step
-    self._num_devices = num_devices
-    self._last_time, self._last_step = time.time(), start_step
-    self._paused = 0.0
-    self._train_seconds = 0.0
-
-  @contextlib.contextmanager
-  def paused(self) -> Iterator[None]:
-    """Time spent inside the block is not training time."""
-    start = time.time()
-    yield
-    self._paused += time.time() - start
-
-  def rates(self, step: int) -> dict[str, float]:
-    """The summary of the interval ending at `step`; call `restart` once it is written."""
-    elapsed = max(time.time() - self._last_time - self._paused, 1e-9)
-    self._train_seconds += elapsed
-    done = step - self._last_step
-    return {
-      'train/steps_per_sec': done / elapsed,
-      'train/clips_per_sec': done * self._clips_per_step / elapsed,
-      'train/core_hours': self.core_hours,
-    }
-
-  def restart(self, step: int) -> None:
-    self._last_time, self._last_step, self._paused = time.time(), step, 0.0
-
-  @property
-  def core_hours(self) -> float:
-    return self._train_seconds * self._num_devices / 3600
-
-
-class LateFiniteCheck:
-  """Checks each step's metrics for NaN or infinity one step late.
-
-  Reading a step's metrics waits for that step; reading them after the next
-  step is dispatched keeps the devices busy meanwhile. The host copies of the
-  checked metrics collect in `history` for the next summary.
-  """
-
-  def __init__(self):
-    self._pending: tuple[int, Any] | None = None
-    self.history: list[dict[str, np.ndarray]] = []
-
-  def push(self, step: int, metrics: Any) -> None:
-    """Checks the previous step's metrics, then holds these (replicated) for later."""
-    self.flush()
-    self._pending = (step, metrics)
-
-  def flush(self) -> None:
-    """Checks the held metrics now, e.g. before a summary or a checkpoint.
-
-    Raises:
-      NonFiniteLossError: the held step's loss or gradient norm is not finite.
-    """
-    if self._pending is None:
-      return
-    step, metrics = self._pending
-    host = unreplicate_to_host(metrics)
-    if not host['finite']:
-      raise NonFiniteLossError(
-        f'Non-finite training loss at step {step} (loss {host["total_loss"]}, gradient norm '
-        f'{host["grad_norm"]}); stopping. The last checkpoint is clean.'
-      )
-    self.history.append(host)
-    self._pending = None
-
-  def take_history(self) -> list[dict[str, np.ndarray]]:
-    history, self.history = self.history, []
-    return history
+def _make_evaluator(
+  config: ml_collections.ConfigDict,
+  module: nn.Module,
+  dataset: TrainingData,
+  writer: summaries.SplitWriters,
+  total_steps: int,
+  predictions_dir: str | None,
+) -> SplitEvaluator:
+  """The evaluator of `dataset`'s splits with pmapped eval steps of `module`."""
+  task = dataset.meta.task
+  return SplitEvaluator(
+    dataset=dataset,
+    task=task,
+    label_smoothing=config.label_smoothing,
+    writer=writer,
+    predict=steps.make_eval_fn(apply_fn=module.apply, task=task),
+    predict_test=steps.make_eval_fn(
+      apply_fn=module.apply,
+      task=task,
+      multiview=True,
+      softmax_average=config.multicrop_softmax_logits,
+    ),
+    total_steps=total_steps,
+    predictions_dir=predictions_dir,
+  )
 
 
 def _hooks(
@@ -397,7 +258,7 @@ def train_and_evaluate(
       written for that or any later step).
   """
   workdir = os.path.abspath(workdir)
-  with _undone_unless_stepped(workdir) as progress:
+  with resume.undone_unless_stepped(workdir) as progress:
     # Setup. Resolving first makes a typo in any key fail before work starts.
     config = config_lib.resolve(config)
     is_chief = jax.process_index() == 0
@@ -423,34 +284,22 @@ def train_and_evaluate(
     training = build_training(config, module, input_shape, total_steps, rng)
     checkpoints_dir = os.path.join(workdir, 'checkpoints')
     checkpointer = Checkpointer(checkpoints_dir, config.max_checkpoints_to_keep)
-    state = restore_or_init(config, workdir, checkpointer, training)
+    state = resume.restore_or_init(config, workdir, checkpointer, training)
     start_step = int(state.step)
     # Written only once the workdir's checkpoint is known to fit this config, so
     # a mistaken --workdir keeps the config.json of the run that wrote it.
     if is_chief:
       _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
     if start_step >= total_steps:
-      return _already_finished(workdir, start_step, total_steps, checkpointer)
+      return resume.already_finished(workdir, start_step, total_steps, checkpointer)
     model_info = {}
     if is_chief:
       model_info = _log_model(module, state.params, input_shape, config.count_flops)
 
     # Compiled steps.
     update = _make_update(config, module, training, meta.task)
-    evaluator = SplitEvaluator(
-      dataset=dataset,
-      task=meta.task,
-      label_smoothing=config.label_smoothing,
-      writer=writer,
-      predict=steps.make_eval_fn(apply_fn=module.apply, task=meta.task),
-      predict_test=steps.make_eval_fn(
-        apply_fn=module.apply,
-        task=meta.task,
-        multiview=True,
-        softmax_average=config.multicrop_softmax_logits,
-      ),
-      total_steps=total_steps,
-      predictions_dir=workdir if is_chief else None,
+    evaluator = _make_evaluator(
+      config, module, dataset, writer, total_steps, workdir if is_chief else None
     )
 
     # The loop.
@@ -462,8 +311,8 @@ def train_and_evaluate(
     watcher = PreemptionWatcher(checkpointer)
     hooks = _hooks(config, workdir, start_step, total_steps) if is_chief else []
     results: dict[str, Any] = {'step': total_steps, **model_info}
-    finite = LateFiniteCheck()
-    meter = ThroughputMeter(start_step, config.batch_size, num_devices)
+    finite = meters.LateFiniteCheck()
+    meter = meters.ThroughputMeter(start_step, config.batch_size, num_devices)
     logging.info(
       'Training steps %d..%d (%d per epoch).', start_step + 1, total_steps, steps_per_epoch
     )
