@@ -21,7 +21,7 @@ from vivit_jax.checkpoints import load_pretrained
 from vivit_jax.config import get_defaults, resolve
 from vivit_jax.data import DataError
 from vivit_jax.models import build_model
-from vivit_jax.train import trainer
+from vivit_jax.train import optimizers, trainer
 from vivit_jax.train.checkpointing import (
   Checkpointer,
   CheckpointMismatchError,
@@ -50,7 +50,7 @@ def _train(workdir, steps, width=16):
 def _restore(workdir, width=16):
   target = create_train_state(
     init_params(TinyModel(6, width=width), jax.random.PRNGKey(0), (4, 8, 8, 3)),
-    trainer.optimizers.build_optimizer(_config(1), lambda s: 0.0),
+    optimizers.build_optimizer(_config(1), lambda s: 0.0),
     jax.random.PRNGKey(0),
   )
   return Checkpointer(os.path.join(workdir, 'checkpoints')).restore(target)

@@ -8,9 +8,10 @@ import optax
 import pytest
 from train_fakes import FakeDataset, TinyModel
 
+from vivit_jax.config import get_defaults
 from vivit_jax.task import Task
-from vivit_jax.train import losses, steps
-from vivit_jax.train.state import create_train_state, init_params
+from vivit_jax.train import losses, optimizers, schedules, steps
+from vivit_jax.train.state import build_training, create_train_state, init_params
 
 NUM_CLASSES = 6
 TASK = Task(NUM_CLASSES)
@@ -151,3 +152,20 @@ def test_multi_view_scores_average_the_views(softmax):
     expected = per_view.mean(axis=0)
   np.testing.assert_allclose(scores.reshape(16, NUM_CLASSES), expected, rtol=1e-5, atol=1e-6)
   assert not np.allclose(per_view[0], per_view[1])
+
+
+def test_build_training_from_a_typed_key_matches_the_raw_key_wiring():
+  # Checkpoints written before typed keys hold a raw u32[2] rng and parameters
+  # drawn from PRNGKey: build_training must reproduce both exactly, or resuming
+  # such a checkpoint would change the run.
+  config = get_defaults()
+  model = TinyModel(NUM_CLASSES)
+  built = build_training(config, model, (4, 8, 8, 3), 10, jax.random.key(3))
+  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(3))
+  tx = optimizers.build_optimizer(config, schedules.build_schedule(config.lr_configs, 10))
+  wired = create_train_state(init_params(model, init_rng, (4, 8, 8, 3)), tx, train_rng)
+  assert built.state.rng.dtype == np.uint32 and built.state.rng.shape == (2,)
+  np.testing.assert_array_equal(built.state.rng, wired.rng)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, built.state.params, wired.params)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, built.state.opt_state, wired.opt_state)
+  assert built.schedule(10) == schedules.build_schedule(config.lr_configs, 10)(10)

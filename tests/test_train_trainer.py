@@ -10,7 +10,7 @@ import pytest
 from train_fakes import FakeDataset, TinyModel, compilation_cache  # noqa: F401 (fixture)
 
 from vivit_jax.config import get_defaults
-from vivit_jax.train import trainer
+from vivit_jax.train import optimizers, trainer
 from vivit_jax.train.checkpointing import Checkpointer
 from vivit_jax.train.state import create_train_state, init_params
 
@@ -70,7 +70,7 @@ def _model():
 def _final_params(workdir):
   target = create_train_state(
     init_params(_model(), jax.random.PRNGKey(0), (4, 8, 8, 3)),
-    trainer.optimizers.build_optimizer(_config(), lambda s: 0.0),
+    optimizers.build_optimizer(_config(), lambda s: 0.0),
     jax.random.PRNGKey(0),
   )
   return Checkpointer(os.path.join(workdir, 'checkpoints')).restore(target)

@@ -18,13 +18,14 @@ import jax
 import jax.numpy as jnp
 
 from vivit_jax.config import resolve
+from vivit_jax.data import build_dataset
 from vivit_jax.data.prefetch import prefetch_to_device
 from vivit_jax.models import build_model
 from vivit_jax.models import stats as stats_lib
 from vivit_jax.models.embedding import PatchEmbedding
 from vivit_jax.task import Task
-from vivit_jax.train import optimizers, schedules, steps
 from vivit_jax.train import state as state_lib
+from vivit_jax.train import steps
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -90,10 +91,10 @@ def measure(config, batch_size: int, repeats: int, run: bool = True) -> Result:
   num_classes = data.num_classes
   abstract = stats_lib.abstract_params(module, shape)
 
-  schedule = schedules.build_schedule(config.lr_configs, total_steps=1000)
-  tx = optimizers.build_optimizer(config, schedule)
+  # The step's cost does not depend on the schedule's length or the initial values.
+  training = state_lib.build_training(config, module, shape, 1000, jax.random.key(0))
   update = steps.make_update_fn(
-    apply_fn=module.apply, tx=tx, schedule=schedule, task=Task(num_classes)
+    apply_fn=module.apply, tx=training.tx, schedule=training.schedule, task=Task(num_classes)
   )
   video = jnp.zeros((1, batch_size, *shape), jnp.float32)
   batch = {
@@ -104,10 +105,9 @@ def measure(config, batch_size: int, repeats: int, run: bool = True) -> Result:
   infer = jax.jit(lambda p, x: module.apply({'params': p}, x, train=False))
   devices = jax.local_devices()[:1]
 
-  params = state_lib.init_params(module, jax.random.key(0), shape)
-  state = state_lib.create_train_state(params, tx, jax.random.key(1))
+  params = training.state.params
   # Placed as pmap places its outputs, so no call after the first recompiles.
-  state = flax.jax_utils.replicate(state, devices)
+  state = flax.jax_utils.replicate(training.state, devices)
   batch = next(prefetch_to_device(iter([batch]), 1, devices))
   train_compiled = update.lower(state, batch).compile()
   infer_compiled = infer.lower(params, video[0]).compile()
@@ -162,23 +162,16 @@ def input_pipeline_comparison(config, num_steps: int = 20) -> dict[str, float]:
   Returns:
     {'pipeline_steps_per_s', 'device_steps_per_s', 'clips_per_step'}.
   """
-  from vivit_jax.data import build_dataset
-
   config = resolve(config)
   device = jax.local_devices()[:1]
   dataset = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
-  module = build_model(config, dataset.meta.num_classes)
-  schedule = schedules.build_schedule(config.lr_configs, total_steps=1000)
-  tx = optimizers.build_optimizer(config, schedule)
+  meta = dataset.meta
+  module = build_model(config, meta.num_classes)
+  training = state_lib.build_training(config, module, meta.input_shape, 1000, jax.random.key(0))
   update = steps.make_update_fn(
-    apply_fn=module.apply,
-    tx=tx,
-    schedule=schedule,
-    task=Task(dataset.meta.num_classes),
+    apply_fn=module.apply, tx=training.tx, schedule=training.schedule, task=meta.task
   )
-  params = state_lib.init_params(module, jax.random.key(0), dataset.meta.input_shape)
-  state = state_lib.create_train_state(params, tx, jax.random.key(1))
-  state = flax.jax_utils.replicate(state, device)
+  state = flax.jax_utils.replicate(training.state, device)
   batches = prefetch_to_device(dataset.train_iter(), 2, device)
   fixed = next(batches)
   state, _ = update(state, fixed)  # Compile.

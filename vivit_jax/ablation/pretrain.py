@@ -23,6 +23,11 @@ import ml_collections
 import numpy as np
 
 from vivit_jax.ablation import runner, sweeps
+from vivit_jax.checkpoints.formats import flatten, write_scenic
+from vivit_jax.models import build_model
+from vivit_jax.train.checkpointing import Checkpointer
+from vivit_jax.train.state import build_training
+from vivit_jax.train.trainer import train_and_evaluate
 
 CHECKPOINT = 'image_model/checkpoint'
 
@@ -49,16 +54,10 @@ def image_config(
 
 def _final_params(config: ml_collections.ConfigDict, workdir: str):
   """The trained parameters, restored from the workdir's latest checkpoint."""
-  from vivit_jax.models import build_model
-  from vivit_jax.train import optimizers, schedules
-  from vivit_jax.train.checkpointing import Checkpointer
-  from vivit_jax.train.state import create_train_state, init_params
-
-  module = build_model(config)
   d = config.dataset_configs
-  params = init_params(module, jax.random.PRNGKey(0), (1, d.crop_size, d.crop_size, 3))
-  tx = optimizers.build_optimizer(config, schedules.build_schedule(config.lr_configs, 1))
-  target = create_train_state(params, tx, jax.random.PRNGKey(0))
+  shape = (1, d.crop_size, d.crop_size, 3)
+  # Only the target's structure matters: the restore replaces every value.
+  target = build_training(config, build_model(config), shape, 1, jax.random.key(0)).state
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
   try:
     return checkpointer.restore(target).params
@@ -84,8 +83,6 @@ def pretrain_image_model(
   Returns:
     The path of the ViT-shaped Scenic msgpack file.
   """
-  from vivit_jax.checkpoints.formats import flatten, write_scenic
-
   directory = os.path.join(workdir, 'tubelet_init', 'image_pretrain')
   path = os.path.join(directory, CHECKPOINT)
   if os.path.exists(path):
@@ -93,7 +90,7 @@ def pretrain_image_model(
   image = image_config(config, num_steps)
   if not runner.is_finished(directory):
     if train_fn is None:
-      from vivit_jax.train.trainer import train_and_evaluate as train_fn
+      train_fn = train_and_evaluate
     print(f'[ablate] tubelet_init: image pre-training -> {directory}', flush=True)
     train_fn(image, directory)
   flat = {k: np.asarray(v) for k, v in flatten(_final_params(image, directory)).items()}

@@ -23,7 +23,9 @@ import ml_collections
 from absl import logging
 
 from vivit_jax import config as config_lib
+from vivit_jax import fileio, perf
 from vivit_jax.ablation.sweeps import Row, Sweep
+from vivit_jax.train.trainer import train_and_evaluate
 
 RESULTS = 'results.json'
 WALL_TIME = 'wall_time.json'
@@ -79,9 +81,9 @@ def _read_json(path: str, default: Any = None) -> Any:
 
 
 def _write_json(path: str, value: Any) -> None:
-  with open(path + '.tmp', 'w') as f:
+  # No trailing newline: the bytes stay those of the files earlier sweeps wrote.
+  with fileio.atomic_write(path) as f:
     json.dump(value, f, indent=2, sort_keys=True)
-  os.replace(path + '.tmp', path)
 
 
 def _train_timed(train_fn: Callable, config, directory: str) -> dict[str, Any]:
@@ -98,8 +100,6 @@ def _train_timed(train_fn: Callable, config, directory: str) -> dict[str, Any]:
 
 def measure_costs(config: ml_collections.ConfigDict, repeats: int = 5) -> dict[str, float]:
   """Params (M), GFLOPs per clip and the median train-step time (s) at the config's batch."""
-  from vivit_jax import perf
-
   result = perf.measure(config, batch_size=int(config.batch_size), repeats=repeats)
   return {'params_m': result.params_m, 'gflops': result.gflops, 'train_step_s': result.train_s}
 
@@ -128,7 +128,7 @@ def run_sweep(
     (SIGTERM): rerun the same command to continue.
   """
   if train_fn is None:
-    from vivit_jax.train.trainer import train_and_evaluate as train_fn
+    train_fn = train_and_evaluate
   for row in sweep.rows:
     for seed in range(seeds):
       directory = seed_dir(workdir, sweep, row, seed)

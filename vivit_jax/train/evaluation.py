@@ -10,14 +10,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
+from vivit_jax import fileio
 from vivit_jax.task import Task
 from vivit_jax.train import losses
 
@@ -147,8 +149,6 @@ _COUNTED_CLASSES = 20
 
 def figure_to_array(fig) -> np.ndarray:
   """u8[H, W, 3]: a matplotlib Figure rendered off-screen (Agg; no display needed)."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-
   canvas = FigureCanvasAgg(fig)
   canvas.draw()
   return np.asarray(canvas.buffer_rgba())[..., :3].copy()
@@ -169,8 +169,6 @@ def confusion_image(
     names: C class names, or None for indices.
     title: drawn above the matrix, e.g. 'validation, step 768'.
   """
-  from matplotlib.figure import Figure
-
   num = matrix.shape[0]
   rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
   named = names is not None and len(names) == num and num <= _NAMED_CLASSES
@@ -292,12 +290,11 @@ def write_predictions(
   tasks write one such record per head, under the head's name. `label_names`
   is a flat list (single head) or one list per head.
   """
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   heads = task.heads
   head_names = label_names if len(heads) > 1 else [label_names]
   if len(heads) > 1 and label_names and isinstance(label_names[0], str):
     head_names = None  # A flat list cannot be split by head.
-  with open(path + '.tmp', 'w') as f:
+  with fileio.atomic_write(path) as f:
     for i, key in enumerate(preds.keys):
       record: dict[str, Any] = {'key': str(key)}
       for h, (name, (a, b)) in enumerate(zip(task.head_names, heads, strict=True)):
@@ -310,4 +307,3 @@ def write_predictions(
         else:
           record[name] = fields
       f.write(json.dumps(record) + '\n')
-  os.replace(path + '.tmp', path)

@@ -1,14 +1,22 @@
-"""The training state: everything a checkpoint must hold to resume exactly."""
+"""The training state, and the one place that wires schedule -> optimiser -> state.
+
+The trainer, the benchmarks (`vivit_jax.perf`) and the image pre-training of the
+ablations all start from `build_training`, so they train the same thing.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
+
+from vivit_jax.train import optimizers, schedules
 
 
 @flax.struct.dataclass
@@ -56,3 +64,47 @@ def create_train_state(params: Any, tx: optax.GradientTransformation, rng: jax.A
   return TrainState(
     step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng
   )
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+  """What a run trains with: the learning-rate schedule, the optimiser and the state at step 0.
+
+  Attributes:
+    schedule: step -> learning rate.
+    tx: the optax optimiser built on `schedule`.
+    state: the host-local (not replicated) state at step 0, randomly initialised.
+  """
+
+  schedule: schedules.Schedule
+  tx: optax.GradientTransformation
+  state: TrainState
+
+
+def build_training(
+  config: ml_collections.ConfigDict,
+  module: nn.Module,
+  input_shape: tuple[int, ...],
+  total_steps: int,
+  rng: jax.Array,
+) -> Training:
+  """Builds the schedule, the optimiser on it and a randomly initialised state.
+
+  Args:
+    config: a resolved experiment config (reads `lr_configs` and the optimiser keys).
+    module: the Flax model.
+    input_shape: (T, H, W, 3) of one clip.
+    total_steps: the run's length, for schedules that decay to its end.
+    rng: a key (typed or raw); split into the initialisers' key and the state's base key.
+
+  Returns:
+    The `Training`; its state's rng is raw u32[2] key data whatever `rng` is, so
+    checkpoints hold the same array as those written before typed keys.
+  """
+  schedule = schedules.build_schedule(config.lr_configs, total_steps)
+  tx = optimizers.build_optimizer(config, schedule)
+  init_rng, train_rng = jax.random.split(rng)
+  if jax.dtypes.issubdtype(train_rng.dtype, jax.dtypes.prng_key):
+    train_rng = jax.random.key_data(train_rng)
+  state = create_train_state(init_params(module, init_rng, input_shape), tx, train_rng)
+  return Training(schedule=schedule, tx=tx, state=state)

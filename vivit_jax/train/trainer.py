@@ -1,8 +1,12 @@
 """The trainer: `train_and_evaluate(config, workdir)`, told in a fixed order.
 
-setup -> devices -> input -> model -> optimiser -> state (resume or init_from)
--> compiled steps -> loop (train, summaries, eval, test, checkpoint,
-preemption) -> final evaluation, predictions and results.json.
+setup -> devices -> input -> model -> schedule, optimiser and state (resume,
+else init_from, else random) -> compiled steps -> loop (train, summaries,
+validation, test, checkpoint, preemption) -> predictions and results.json.
+
+The pieces it reads as one line each live beside it: `state.build_training`,
+`resume` (the workdir: resume-or-init, the finished run, the undo of a run that
+fails before its first step) and `meters` (steps/s and core-hours, the NaN check).
 
 The same code runs on one CPU, N CPU devices, a GPU and multi-host TPU pods:
 `config.batch_size` is global, each process feeds its local devices, and only
@@ -11,13 +15,14 @@ process 0 writes summaries, predictions and results.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import shutil
-import time
+from collections.abc import Callable
 from typing import Any
 
 import flax
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -25,16 +30,19 @@ from absl import logging
 from clu import parameter_overview, periodic_actions
 
 from vivit_jax import config as config_lib
-from vivit_jax.checkpoints import workdir as workdir_lib
+from vivit_jax import fileio
+from vivit_jax.data import build_dataset
+from vivit_jax.data.meta import TrainingData
 from vivit_jax.data.prefetch import prefetch_to_device
-from vivit_jax.errors import UserError
-from vivit_jax.train import evaluation, optimizers, schedules, steps, summaries
-from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher, unreplicate_to_host
-from vivit_jax.train.state import create_train_state, init_params
+from vivit_jax.models import build_model, stats
+from vivit_jax.task import Task
+from vivit_jax.train import evaluation, meters, resume, steps, summaries
+from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher
+from vivit_jax.train.meters import NonFiniteLossError
+from vivit_jax.train.state import Training, build_training
 
-
-class NonFiniteLossError(UserError, FloatingPointError):
-  """The training loss or gradient norm became NaN or infinite."""
+# NonFiniteLossError lives with the check that raises it; callers catch it from here.
+__all__ = ['NonFiniteLossError', 'due', 'train_and_evaluate', 'training_length']
 
 
 def due(step: int, every: int | None, total: int) -> bool:
@@ -54,9 +62,7 @@ def training_length(config: ml_collections.ConfigDict, num_train_examples: int) 
   raise config_lib.ConfigError('Set config.num_training_steps or config.num_training_epochs.')
 
 
-def _build_dataset(config: ml_collections.ConfigDict, workdir: str):
-  from vivit_jax.data import build_dataset
-
+def _build_dataset(config: ml_collections.ConfigDict, workdir: str) -> TrainingData:
   return build_dataset(
     config,
     num_local_devices=jax.local_device_count(),
@@ -66,21 +72,7 @@ def _build_dataset(config: ml_collections.ConfigDict, workdir: str):
   )
 
 
-def _load_pretrained(config: ml_collections.ConfigDict, params: Any) -> Any:
-  try:
-    from vivit_jax.checkpoints import load_pretrained
-  except ImportError as e:
-    raise ImportError(
-      'config.init_from.checkpoint_path is set, but vivit_jax.checkpoints.load_pretrained '
-      'is not available in this checkout.'
-    ) from e
-  logging.info('Initialising from %s.', config.init_from.checkpoint_path)
-  return load_pretrained(config, params)
-
-
 def _log_model(module, params, input_shape, count_flops: bool) -> dict[str, float]:
-  from vivit_jax.models import stats
-
   parameter_overview.log_parameter_overview(params)
   info = {'num_params': float(stats.count_params(params))}
   if count_flops:
@@ -100,45 +92,155 @@ def _mean_metrics(history: list[dict[str, np.ndarray]]) -> dict[str, float]:
 
 
 def _write_json(path: str, value: Any) -> None:
-  with open(path + '.tmp', 'w') as f:
+  # No trailing newline: the bytes stay those of the files earlier runs wrote.
+  with fileio.atomic_write(path) as f:
     json.dump(value, f, indent=2, sort_keys=True)
-  os.replace(path + '.tmp', path)
 
 
-def _written_with(workdir: str, config: ml_collections.ConfigDict) -> str | None:
-  """'It was written with WORKDIR/config.json, which sets model.hidden_size=16 (...)', or None."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    differences = workdir_lib.config_differences(json.load(f), config)
-  if not differences:
-    return None
-  return f'It was written with {path}, which sets {", ".join(differences)}.'
+def _num_devices(config: ml_collections.ConfigDict) -> int:
+  """All processes' devices, once the global batch is known to split over them."""
+  problem = config.batch_size and config_lib.batch_split_problem(
+    'batch_size', config.batch_size, jax.process_count(), jax.local_device_count()
+  )
+  if problem:
+    raise config_lib.ConfigError(problem)
+  logging.info(
+    '%d processes, %d devices (%d local).',
+    jax.process_count(),
+    jax.device_count(),
+    jax.local_device_count(),
+  )
+  return jax.device_count()
 
 
-def _undo_new_entries(workdir: str):
-  """A function that removes what appeared in `workdir` since this call (all of it if new)."""
-  before = set(os.listdir(workdir)) if os.path.isdir(workdir) else None
+def _make_update(
+  config: ml_collections.ConfigDict, module: nn.Module, training: Training, task: Task
+) -> Callable:
+  """The pmapped train step; the config stays outside traced code."""
+  return steps.make_update_fn(
+    apply_fn=module.apply,
+    tx=training.tx,
+    schedule=training.schedule,
+    task=task,
+    label_smoothing=config.label_smoothing,
+    l2_decay_factor=config.l2_decay_factor,
+    max_grad_norm=config.max_grad_norm,
+    clip_grads_per_device=config.clip_grads_per_device,
+    mixup_alpha=config.mixup.alpha,
+    cutmix_alpha=config.mixup.cutmix_alpha,
+    cutmix_switch_prob=config.mixup.cutmix_switch_prob,
+  )
 
-  def undo() -> None:
-    if before is None:
-      shutil.rmtree(workdir, ignore_errors=True)
-      return
-    for name in set(os.listdir(workdir)) - before:
-      path = os.path.join(workdir, name)
-      if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-      else:
-        os.remove(path)
 
-  return undo
+@dataclasses.dataclass(frozen=True)
+class SplitEvaluator:
+  """Evaluates one split in one exact pass, and writes what it found.
+
+  Attributes:
+    dataset: the data; `eval_iter(split)` and `test_iter()` give the passes.
+    task: how labels and logits are read.
+    label_smoothing: as in training, for the evaluation loss.
+    writer: where scalars and confusion images go.
+    predict: the pmapped eval step for one view per clip.
+    predict_test: the pmapped eval step for the multi-view test split.
+    total_steps: at this step, predictions are also written.
+    predictions_dir: where `predictions_<split>.jsonl` goes; None on processes
+      other than the chief.
+  """
+
+  dataset: TrainingData
+  task: Task
+  label_smoothing: float | None
+  writer: summaries.SplitWriters
+  predict: Callable
+  predict_test: Callable
+  total_steps: int
+  predictions_dir: str | None
+
+  def evaluate(self, split: str, params: Any, step: int) -> dict[str, float]:
+    """Writes the split's scalars, confusion images and, at the end, predictions.
+
+    Args:
+      split: 'validation' or 'test'.
+      params: the replicated parameters.
+      step: the training step, for the summaries.
+
+    Returns:
+      The split's metrics, e.g. {'accuracy': 0.9, 'loss': 0.3}.
+    """
+    if split == 'test':
+      preds = evaluation.predict_split(self.predict_test, params, self.dataset.test_iter())
+    else:
+      preds = evaluation.predict_split(self.predict, params, self.dataset.eval_iter(split))
+    metrics = evaluation.compute_metrics(preds, self.task, self.label_smoothing)
+    self.writer.write_scalars(step, {f'{split}/{k}': v for k, v in metrics.items()})
+    names = self.dataset.meta.label_names
+    images = evaluation.confusion_images(preds, self.task, names, title=f'{split}, step {step}')
+    self.writer.write_images(step, {f'{split}/{k}': v for k, v in images.items()})
+    if step == self.total_steps and self.predictions_dir is not None:
+      path = os.path.join(self.predictions_dir, f'predictions_{split}.jsonl')
+      evaluation.write_predictions(path, preds, self.task, names)
+    logging.info('Step %d %s: %s', step, split, metrics)
+    return metrics
+
+
+def _make_evaluator(
+  config: ml_collections.ConfigDict,
+  module: nn.Module,
+  dataset: TrainingData,
+  writer: summaries.SplitWriters,
+  total_steps: int,
+  predictions_dir: str | None,
+) -> SplitEvaluator:
+  """The evaluator of `dataset`'s splits with pmapped eval steps of `module`."""
+  task = dataset.meta.task
+  return SplitEvaluator(
+    dataset=dataset,
+    task=task,
+    label_smoothing=config.label_smoothing,
+    writer=writer,
+    predict=steps.make_eval_fn(apply_fn=module.apply, task=task),
+    predict_test=steps.make_eval_fn(
+      apply_fn=module.apply,
+      task=task,
+      multiview=True,
+      softmax_average=config.multicrop_softmax_logits,
+    ),
+    total_steps=total_steps,
+    predictions_dir=predictions_dir,
+  )
+
+
+def _hooks(
+  config: ml_collections.ConfigDict, workdir: str, start_step: int, total_steps: int
+) -> list[periodic_actions.PeriodicAction]:
+  """The chief's per-step hooks: progress and ETA in the log, and the profiler if asked."""
+  # Progress and ETA go to the log only: the train run has its own steps_per_sec.
+  hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps)]
+  if config.num_profile_steps:
+    hooks.append(
+      periodic_actions.Profile(
+        logdir=workdir,
+        num_profile_steps=config.num_profile_steps,
+        first_profile=start_step + 10,
+        every_secs=None,
+      )
+    )
+  return hooks
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str, *, dataset=None, module=None
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  dataset: TrainingData | None = None,
+  module: nn.Module | None = None,
 ) -> dict[str, Any]:
   """Trains, evaluates and checkpoints in `workdir`; resumes from its latest checkpoint.
+
+  setup -> devices -> input -> model -> schedule, optimiser and state (resume,
+  else init_from, else random) -> config.json -> compiled steps -> loop (train,
+  summaries, validation, test, checkpoint, preemption) -> results.json.
 
   Args:
     config: an experiment config (validated and completed with `resolve`).
@@ -155,231 +257,103 @@ def train_and_evaluate(
     NonFiniteLossError: the loss became NaN or infinite (no checkpoint is
       written for that or any later step).
   """
-  # A run that fails before its first step (a bad key, missing data, a workdir
-  # of another config) leaves the workdir as it found it: no event files, no
-  # config.json, no empty checkpoints/ and, if it was new, no workdir.
   workdir = os.path.abspath(workdir)
-  undo = _undo_new_entries(workdir)
-  progress = {'stepped': False}
-  try:
-    return _train_and_evaluate(config, workdir, dataset, module, progress)
-  except BaseException:
-    if not progress['stepped'] and jax.process_index() == 0:
-      undo()
-    raise
+  with resume.undone_unless_stepped(workdir) as progress:
+    # Setup. Resolving first makes a typo in any key fail before work starts.
+    config = config_lib.resolve(config)
+    is_chief = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    writer = summaries.SplitWriters(workdir, just_logging=not (is_chief and config.write_summary))
+    # Devices: each process feeds its local devices a slice of the global batch.
+    num_devices = _num_devices(config)
 
+    # Input.
+    dataset = dataset if dataset is not None else _build_dataset(config, workdir)
+    meta = dataset.meta
+    input_shape = tuple(meta.input_shape)
+    total_steps, steps_per_epoch = training_length(config, meta.num_train_examples)
+    eval_every = config.log_eval_steps or steps_per_epoch
+    checkpoint_every = config.checkpoint_steps or eval_every
+    test_every = 0
+    if config.dataset_configs.do_multicrop_test and meta.num_test_examples:
+      test_every = max(1, int(config.dataset_configs.log_test_epochs * steps_per_epoch))
 
-def _train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str, dataset, module, progress: dict[str, bool]
-) -> dict[str, Any]:
-  """The body of `train_and_evaluate`; sets progress['stepped'] once a step has run."""
-  # Setup. Resolving first makes a typo in any key fail before work starts.
-  config = config_lib.resolve(config)
-  workdir = os.path.abspath(workdir)
-  is_chief = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  writer = summaries.SplitWriters(workdir, just_logging=not (is_chief and config.write_summary))
+    # Model, then schedule -> optimiser -> state: resume, else init_from, else random.
+    module = module if module is not None else build_model(config, meta.task.num_classes)
+    rng = jax.random.key(config.rng_seed)
+    training = build_training(config, module, input_shape, total_steps, rng)
+    checkpoints_dir = os.path.join(workdir, 'checkpoints')
+    checkpointer = Checkpointer(checkpoints_dir, config.max_checkpoints_to_keep)
+    state = resume.restore_or_init(config, workdir, checkpointer, training)
+    start_step = int(state.step)
+    # Written only once the workdir's checkpoint is known to fit this config, so
+    # a mistaken --workdir keeps the config.json of the run that wrote it.
+    if is_chief:
+      _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+    if start_step >= total_steps:
+      return resume.already_finished(workdir, start_step, total_steps, checkpointer)
+    model_info = {}
+    if is_chief:
+      model_info = _log_model(module, state.params, input_shape, config.count_flops)
 
-  # Devices: each process feeds its local devices a slice of the global batch.
-  num_devices = jax.device_count()
-  problem = config.batch_size and config_lib.batch_split_problem(
-    'batch_size', config.batch_size, jax.process_count(), jax.local_device_count()
-  )
-  if problem:
-    raise config_lib.ConfigError(problem)
-  logging.info(
-    '%d processes, %d devices (%d local).',
-    jax.process_count(),
-    num_devices,
-    jax.local_device_count(),
-  )
-
-  # Input.
-  dataset = dataset if dataset is not None else _build_dataset(config, workdir)
-  meta = dataset.meta
-  task = meta.task
-  input_shape = tuple(meta.input_shape)
-  total_steps, steps_per_epoch = training_length(config, meta.num_train_examples)
-  eval_every = config.log_eval_steps or steps_per_epoch
-  checkpoint_every = config.checkpoint_steps or eval_every
-  data_cfg = config.dataset_configs
-  test_every = 0
-  if data_cfg.do_multicrop_test and meta.num_test_examples:
-    test_every = max(1, int(data_cfg.log_test_epochs * steps_per_epoch))
-  has_validation = bool(meta.num_eval_examples)
-
-  # Model.
-  if module is None:
-    from vivit_jax.models import build_model
-
-    module = build_model(config, task.num_classes)
-
-  # Optimiser and learning-rate schedule.
-  schedule = schedules.build_schedule(config.lr_configs, total_steps)
-  tx = optimizers.build_optimizer(config, schedule)
-
-  # State: resume from the latest checkpoint, else init_from, else random.
-  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.rng_seed))
-  state = create_train_state(init_params(module, init_rng, input_shape), tx, train_rng)
-  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'), config.max_checkpoints_to_keep)
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state, written_with=_written_with(workdir, config))
-    logging.info('Resumed from step %d in %s.', int(state.step), checkpointer.directory)
-  elif config.init_from.checkpoint_path:
-    params = _load_pretrained(config, state.params)
-    state = create_train_state(params, tx, train_rng)
-  start_step = int(state.step)
-  # Written only once the workdir's checkpoint is known to fit this config, so
-  # a mistaken --workdir keeps the config.json of the run that wrote it.
-  if is_chief:
-    _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
-  if start_step >= total_steps:
-    message = (
-      f'{workdir} already holds a checkpoint at step {start_step} >= num_training_steps '
-      f'{total_steps}: nothing to train. Use a new --workdir, or raise num_training_steps.'
+    # Compiled steps.
+    update = _make_update(config, module, training, meta.task)
+    evaluator = _make_evaluator(
+      config, module, dataset, writer, total_steps, workdir if is_chief else None
     )
-    logging.warning(message)
-    print(message, flush=True)
-    checkpointer.close()
-    results_path = os.path.join(workdir, 'results.json')
-    if os.path.exists(results_path):
-      with open(results_path) as f:
-        return json.load(f)
-    return {'step': start_step, 'already_finished': True}
-  model_info = _log_model(module, state.params, input_shape, config.count_flops) if is_chief else {}
 
-  # Compiled steps. The config stays outside traced code.
-  update = steps.make_update_fn(
-    apply_fn=module.apply,
-    tx=tx,
-    schedule=schedule,
-    task=task,
-    label_smoothing=config.label_smoothing,
-    l2_decay_factor=config.l2_decay_factor,
-    max_grad_norm=config.max_grad_norm,
-    clip_grads_per_device=config.clip_grads_per_device,
-    mixup_alpha=config.mixup.alpha,
-    cutmix_alpha=config.mixup.cutmix_alpha,
-    cutmix_switch_prob=config.mixup.cutmix_switch_prob,
-  )
-  predict = steps.make_eval_fn(apply_fn=module.apply, task=task)
-  predict_test = steps.make_eval_fn(
-    apply_fn=module.apply,
-    task=task,
-    multiview=True,
-    softmax_average=config.multicrop_softmax_logits,
-  )
-
-  def evaluate(split: str, state, step: int) -> dict[str, float]:
-    """One exact pass; writes scalars, confusion images and, at the end, predictions."""
-    if split == 'test':
-      preds = evaluation.predict_split(predict_test, state.params, dataset.test_iter())
-    else:
-      preds = evaluation.predict_split(predict, state.params, dataset.eval_iter(split))
-    metrics = evaluation.compute_metrics(preds, task, config.label_smoothing)
-    writer.write_scalars(step, {f'{split}/{k}': v for k, v in metrics.items()})
-    images = evaluation.confusion_images(
-      preds, task, meta.label_names, title=f'{split}, step {step}'
+    # The loop.
+    state = flax.jax_utils.replicate(state)
+    # Batches are copied to the devices a few steps ahead, overlapping the step.
+    train_iter = prefetch_to_device(
+      dataset.train_iter(start_step=start_step), config.dataset_configs.prefetch_to_device
     )
-    writer.write_images(step, {f'{split}/{k}': v for k, v in images.items()})
-    if step == total_steps and is_chief:
-      path = os.path.join(workdir, f'predictions_{split}.jsonl')
-      evaluation.write_predictions(path, preds, task, meta.label_names)
-    logging.info('Step %d %s: %s', step, split, metrics)
-    return metrics
+    watcher = PreemptionWatcher(checkpointer)
+    hooks = _hooks(config, workdir, start_step, total_steps) if is_chief else []
+    results: dict[str, Any] = {'step': total_steps, **model_info}
+    finite = meters.LateFiniteCheck()
+    meter = meters.ThroughputMeter(start_step, config.batch_size, num_devices)
+    logging.info(
+      'Training steps %d..%d (%d per epoch).', start_step + 1, total_steps, steps_per_epoch
+    )
+    try:
+      for step in range(start_step + 1, total_steps + 1):
+        with jax.profiler.StepTraceAnnotation('train', step_num=step):
+          state, metrics = update(state, next(train_iter))
+        progress['stepped'] = True
+        finite.push(step, metrics)
+        for hook in hooks:
+          hook(step)
 
-  # The loop.
-  state = flax.jax_utils.replicate(state)
-  # Batches are copied to the devices a few steps ahead, overlapping the step.
-  train_iter = prefetch_to_device(
-    dataset.train_iter(start_step=start_step), config.dataset_configs.prefetch_to_device
-  )
-  watcher = PreemptionWatcher(checkpointer)
-  hooks = []
-  if is_chief:
-    # Progress and ETA go to the log only: the train run has its own steps_per_sec.
-    hooks.append(periodic_actions.ReportProgress(num_train_steps=total_steps))
-    if config.num_profile_steps:
-      hooks.append(
-        periodic_actions.Profile(
-          logdir=workdir,
-          num_profile_steps=config.num_profile_steps,
-          first_profile=start_step + 10,
-          every_secs=None,
-        )
-      )
-  results: dict[str, Any] = {'step': total_steps, **model_info}
-  history: list[dict[str, np.ndarray]] = []
-  pending = None  # (step, metrics) of the last step, checked one step late.
-  clips_per_step = config.batch_size
-  last_log_time, last_log_step = time.time(), start_step
-  train_seconds = paused = 0.0
+        if due(step, config.log_summary_steps, total_steps):
+          finite.flush()
+          rates = meter.rates(step)
+          writer.write_scalars(step, {**_mean_metrics(finite.take_history()), **rates})
+          meter.restart(step)
 
-  def check_finite(pending) -> None:
-    if pending is None:
-      return
-    step, metrics = pending
-    host = unreplicate_to_host(metrics)
-    if not host['finite']:
-      raise NonFiniteLossError(
-        f'Non-finite training loss at step {step} (loss {host["total_loss"]}, gradient norm '
-        f'{host["grad_norm"]}); stopping. The last checkpoint is clean.'
-      )
-    history.append(host)
+        with meter.paused():  # Evaluation time is not training time.
+          if meta.num_eval_examples and due(step, eval_every, total_steps):
+            results['validation'] = evaluator.evaluate('validation', state.params, step)
+          if test_every and due(step, test_every, total_steps):
+            results['test'] = evaluator.evaluate('test', state.params, step)
 
-  logging.info(
-    'Training steps %d..%d (%d per epoch).', start_step + 1, total_steps, steps_per_epoch
-  )
-  step = start_step
-  try:
-    for step in range(start_step + 1, total_steps + 1):
-      with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        state, metrics = update(state, next(train_iter))
-      progress['stepped'] = True
-      check_finite(pending)
-      pending = (step, metrics)
-      for hook in hooks:
-        hook(step)
+        stop = watcher.should_stop(step)
+        if config.checkpoint and (due(step, checkpoint_every, total_steps) or stop):
+          finite.flush()  # Never write a state that followed a NaN step.
+          checkpointer.save(state)
+        if stop:
+          checkpointer.wait()
+          logging.warning('Preempted: saved step %d; rerun the same command to resume.', step)
+          writer.flush()
+          return {'step': step, 'preempted': True}
+      finite.flush()
+    finally:
+      watcher.close()
+      checkpointer.close()
+      writer.close()
 
-      if due(step, config.log_summary_steps, total_steps):
-        check_finite(pending)
-        pending = None
-        elapsed = max(time.time() - last_log_time - paused, 1e-9)
-        train_seconds += elapsed
-        rates = {
-          'train/steps_per_sec': (step - last_log_step) / elapsed,
-          'train/clips_per_sec': (step - last_log_step) * clips_per_step / elapsed,
-          'train/core_hours': train_seconds * num_devices / 3600,
-        }
-        writer.write_scalars(step, {**_mean_metrics(history), **rates})
-        history.clear()
-        last_log_time, last_log_step, paused = time.time(), step, 0.0
-
-      eval_start = time.time()
-      if has_validation and due(step, eval_every, total_steps):
-        results['validation'] = evaluate('validation', state, step)
-      if test_every and due(step, test_every, total_steps):
-        results['test'] = evaluate('test', state, step)
-      paused += time.time() - eval_start  # Evaluation time is not training time.
-
-      stop = watcher.should_stop(step)
-      if config.checkpoint and (due(step, checkpoint_every, total_steps) or stop):
-        check_finite(pending)  # Never write a state that followed a NaN step.
-        pending = None
-        checkpointer.save(state)
-      if stop:
-        checkpointer.wait()
-        logging.warning('Preempted: saved step %d; rerun the same command to resume.', step)
-        writer.flush()
-        return {'step': step, 'preempted': True}
-    check_finite(pending)
-  finally:
-    watcher.close()
-    checkpointer.close()
-    writer.close()
-
-  if is_chief:
-    results['train_core_hours'] = train_seconds * num_devices / 3600
-    _write_json(os.path.join(workdir, 'results.json'), results)
-  logging.info('Done. Results: %s', results)
-  return results
+    if is_chief:
+      results['train_core_hours'] = meter.core_hours
+      _write_json(os.path.join(workdir, 'results.json'), results)
+    logging.info('Done. Results: %s', results)
+    return results
