@@ -111,10 +111,10 @@ def test_a_failed_conversion_leaves_no_shard(tmp_path, monkeypatch):
       raise KeyboardInterrupt
     return convert_row(job)
 
-  monkeypatch.setattr(conversion, 'convert_row', fail_on_the_last)
   out = tmp_path / 'out'
-  with pytest.raises(KeyboardInterrupt):
-    conversion.convert(
+
+  def convert():
+    return conversion.convert(
       rows,
       ['a', 'b'],
       str(out),
@@ -124,19 +124,11 @@ def test_a_failed_conversion_leaves_no_shard(tmp_path, monkeypatch):
       settings=settings,
       progress=False,
     )
+
+  monkeypatch.setattr(conversion, 'convert_row', fail_on_the_last)
+  with pytest.raises(KeyboardInterrupt):
+    convert()
   assert os.listdir(out) == []
   monkeypatch.setattr(conversion, 'convert_row', convert_row)
-  assert (
-    conversion.convert(
-      rows,
-      ['a', 'b'],
-      str(out),
-      'train',
-      num_shards=2,
-      workers=1,
-      settings=settings,
-      progress=False,
-    )
-    == []
-  )
+  assert convert() == []
   assert sorted(os.listdir(out)) == ['train-00000-of-00002', 'train-00001-of-00002']
