@@ -4,12 +4,15 @@ Statistical tests run on random uint8 clips; the colour recipe is checked
 against TensorFlow's own `tf.image` ops with the same drawn factors.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from vivit_jax import config as config_lib
 from vivit_jax.config import ConfigError
-from vivit_jax.data import augment, rand_augment, video_ops
+from vivit_jax.data import augment, clip_spec, rand_augment, video_ops
 
 
 def _random_clip(t=3, h=32, w=32, seed=0):
@@ -248,14 +251,34 @@ def test_scale_jitter_draws_height_and_width_independently():
   assert tuple(fixed[2:]) == (224, 224)
 
 
+def _augmentation(**overrides) -> clip_spec.Augmentation:
+  aug = config_lib.get_defaults().dataset_configs.augmentation_params
+  aug.update(overrides)
+  return clip_spec.Augmentation.from_config(aug)
+
+
 def test_rand_augment_and_colour_are_either_or():
-  aug = {'do_rand_augment': True, 'do_color_augment': True}
   with pytest.raises(ConfigError, match='do_rand_augment.*do_color_augment'):
-    augment.check_augmentation(aug)
-  augment.check_augmentation({'do_rand_augment': True, 'do_color_augment': False})
-  augment.check_augmentation({'do_rand_augment': False, 'do_color_augment': True})
+    _augmentation(do_rand_augment=True, do_color_augment=True)
+  _augmentation(do_rand_augment=True, do_color_augment=False)
+  colour_only = _augmentation(do_rand_augment=False, do_color_augment=True)
+  # A replace is checked too: the settings cannot be made inconsistent later.
+  with pytest.raises(ConfigError, match='do_rand_augment.*do_color_augment'):
+    dataclasses.replace(colour_only, do_rand_augment=True)
   with pytest.raises(ConfigError, match='rand_augment_contrast_pivot'):
-    augment.check_augmentation({'rand_augment_contrast_pivot': 'white'})
+    _augmentation(rand_augment_contrast_pivot='white')
+
+
+def test_augmentation_has_every_config_key_and_no_default():
+  keys = set(config_lib.get_defaults().dataset_configs.augmentation_params.keys())
+  fields = dataclasses.fields(clip_spec.Augmentation)
+  assert {f.name for f in fields} == keys
+  assert all(f.default is dataclasses.MISSING for f in fields)
+  aug = _augmentation(do_jitter_scale=True, scale_min_factor=0.5, rand_augment_magnitude=7)
+  assert (aug.scale_range, aug.rand_augment_magnitude) == ((0.5, 1.33), 7)
+  assert _augmentation().scale_range is None
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    aug.do_jitter_scale = False  # type: ignore[misc]
 
 
 def test_random_erasing_same_rectangle_in_every_frame():
@@ -282,12 +305,10 @@ def test_random_erasing_same_rectangle_in_every_frame():
   ],
 )
 def test_paper_configs_pick_one_appearance_augmentation(name, colour, rand_aug, flip):
-  from vivit_jax import config as config_lib
-  from vivit_jax.data import pipeline
-
   config = config_lib.resolve(config_lib.load_config_file(f'configs/{name}'))
   dc = config.dataset_configs
-  pipeline.ClipSpec.from_config(dc, 10)  # Validates the either/or rule.
+  spec = clip_spec.ClipSpec.from_config(dc, 10)  # Validates the either/or rule.
+  assert spec.augmentation == clip_spec.Augmentation.from_config(dc.augmentation_params)
   aug = dc.augmentation_params
   assert aug.do_color_augment == colour and dc.random_flip == flip
   assert aug.do_rand_augment == (rand_aug is not None)

@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_jax.data import pipeline
+from vivit_jax import config as config_lib
+from vivit_jax.data import pipeline, sampling
+from vivit_jax.data.clip_spec import Augmentation, ClipSpec
 
-SPEC = pipeline.ClipSpec(
+# The library defaults: every augmentation off.
+DEFAULT_AUGMENTATION = Augmentation.from_config(
+  config_lib.get_defaults().dataset_configs.augmentation_params
+)
+SPEC = ClipSpec(
   num_frames=4,
   stride=2,
   min_resize=32,
@@ -28,7 +34,7 @@ SPEC = pipeline.ClipSpec(
   multi_label=False,
   num_test_clips=2,
   three_crops=True,
-  augmentation={},
+  augmentation=DEFAULT_AUGMENTATION,
 )
 
 
@@ -98,21 +104,28 @@ AUGMENTED = {
 @pytest.mark.parametrize('fmt', ['png', 'jpeg'])
 @pytest.mark.parametrize('rand_augment', [False, True])
 def test_decoded_frames_entry_points_match_the_record_path(fmt, rand_augment):
-  """train/eval/test_inputs on decoded frames give the record path's clips.
+  """The decoded-frames functions (of video_files and inference) give the record path's clips.
 
   The JPEG path decodes only the crop window (decode_and_crop_jpeg), so this
   also pins that cropped decoding equals decoding whole frames and slicing.
   """
   record, video = _video(fmt)
+  length = tf.shape(video)[0]
   aug = dict(AUGMENTED, do_rand_augment=rand_augment, do_color_augment=not rand_augment)
-  spec = dataclasses.replace(SPEC, augmentation=aug)
+  spec = dataclasses.replace(SPEC, augmentation=dataclasses.replace(DEFAULT_AUGMENTATION, **aug))
   jpeg = fmt == 'jpeg'
   for s in range(4):
     seed = tf.constant([s, 11])
-    ours = pipeline.train_inputs(video, seed, spec)
+    # The decoded-frames path (video_files'): train_clip's seeds and sampling.
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
+    ours = pipeline.train_from_frames(tf.gather(video, indices), seeds[1], seeds[2], spec)
     np.testing.assert_array_equal(ours, pipeline.train_clip(record, seed, spec, jpeg)['inputs'])
   np.testing.assert_array_equal(
-    pipeline.eval_inputs(video, spec), pipeline.eval_clip(record, spec, jpeg)['inputs']
+    pipeline.eval_from_frames(
+      tf.gather(video, sampling.centre_indices(length, spec.num_frames, spec.stride)), spec
+    ),
+    pipeline.eval_clip(record, spec, jpeg)['inputs'],
   )
   np.testing.assert_array_equal(
     pipeline.test_inputs(video, spec), pipeline.test_clip(record, spec, jpeg)['inputs']

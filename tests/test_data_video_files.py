@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from vivit_jax import config as config_lib
-from vivit_jax.data import DataError, build_dataset, records, video_io
-from vivit_jax.tools import make_tfrecords
+from vivit_jax.data import DataError, build_dataset, conversion, records, video_io
 
 SIZE = (32, 40)  # Height, width: landscape, so the three crops differ.
 
@@ -125,9 +124,9 @@ def _tfrecord_config(directory, **dataset):
 
 def _convert(videos, out_dir):
   rows = video_io.read_csv(str(videos / 'val.csv'))
-  names = make_tfrecords.build_label_map(rows, None)
+  names = conversion.build_label_map(rows, None)
   settings = {'video_root': str(videos), 'fps': 10.0, 'min_resize': 24, 'jpeg_quality': 90}
-  errors = make_tfrecords.convert(
+  errors = conversion.convert(
     rows, names, str(out_dir), 'val', num_shards=2, workers=1, settings=settings, progress=False
   )
   assert not errors
@@ -178,7 +177,7 @@ def test_train_clips_as_tfrecords(videos, tmp_path):
   write_csv(tmp_path / 'one.csv', [('dog/v3.mp4', 'dog')])
   rows = video_io.read_csv(str(tmp_path / 'one.csv'))
   settings = {'video_root': str(videos), 'fps': 10.0, 'min_resize': 24, 'jpeg_quality': 95}
-  make_tfrecords.convert(
+  conversion.convert(
     rows, ['dog'], str(tmp_path), 'one', num_shards=1, workers=1, settings=settings, progress=False
   )
   options = {

@@ -20,9 +20,8 @@ from test_inference_fakes import (
 )
 
 from vivit_jax import config as config_lib
-from vivit_jax.data import build_dataset, records
+from vivit_jax.data import build_dataset, conversion, records, video_io
 from vivit_jax.inference import VideoClassifier, files, load_params
-from vivit_jax.tools import make_tfrecords
 from vivit_jax.train import evaluation, steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,7 +91,7 @@ def _eval_path_scores(root, config, params, video: str) -> tuple[np.ndarray, np.
   dc = config.dataset_configs
   settings = {'video_root': '', 'fps': dc.fps, 'min_resize': dc.min_resize, 'jpeg_quality': 90}
   settings['labels'] = {name: i for i, name in enumerate(LABELS)}
-  _, example, error = make_tfrecords.convert_row((0, make_tfrecords.Row(video, 'dog'), settings))
+  _, example, error = conversion.convert_row((0, video_io.Row(video, 'dog'), settings))
   assert not error
   with tf.io.TFRecordWriter(str(data / 'test-00000-of-00001')) as writer:
     writer.write(example)

@@ -14,7 +14,7 @@ consistent and motion is not confused with flicker.
   with flip and normalisation into two passes: TensorFlow's own ops cost about
   8x as much on CPU.
 - RandAugment (`do_rand_augment`): see `rand_augment.py`. Scenic applies at most
-  one of RandAugment and colour augmentation (`check_augmentation`).
+  one of RandAugment and colour augmentation (`clip_spec.Augmentation` checks it).
 - Random erasing (`do_random_erasing`, probability `prob_random_erasing`): one
   rectangle, the same in every frame, of 2% to 1/3 of the area and aspect ratio
   0.3 to 3.3, filled with uniform noise over the input range.
@@ -27,8 +27,6 @@ its frames.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import tensorflow as tf
 
@@ -41,28 +39,6 @@ _LUMA = (0.2989, 0.587, 0.114)
 
 # (apply f32[], brightness delta, saturation factor, contrast factor, hue delta, drop f32[]).
 ColourTransform = tf.Tensor
-
-
-def check_augmentation(aug: Mapping[str, Any]) -> None:
-  """Raises ConfigError when RandAugment and colour augmentation are both on.
-
-  Scenic applies at most one of them (it warns and keeps RandAugment); asking
-  for both is a config mistake, so it stops here naming the keys.
-  """
-  from vivit_jax.config import ConfigError
-
-  if aug.get('do_rand_augment') and aug.get('do_color_augment'):
-    raise ConfigError(
-      'dataset_configs.augmentation_params.do_rand_augment and .do_color_augment are both True; '
-      'Scenic applies only one of them. Set one to False (the paper uses RandAugment for SSv2 '
-      'and EPIC-Kitchens, colour augmentation for Kinetics).'
-    )
-  pivot = aug.get('rand_augment_contrast_pivot', 'mean')
-  if pivot not in ('mean', 'model_garden'):
-    raise ConfigError(
-      'dataset_configs.augmentation_params.rand_augment_contrast_pivot is '
-      f"{pivot!r}; expected 'mean' or 'model_garden'."
-    )
 
 
 def colour_transform(*, prob_color: float, prob_drop: float, seed: tf.Tensor) -> ColourTransform:
@@ -147,23 +123,6 @@ def apply_colour(clip: tf.Tensor, transform: ColourTransform, mean_stride: int =
   x = tf.where(apply > 0, tf.clip_by_value(x, 0.0, 1.0), clip)
   grey = x[..., :1] * _LUMA[0] + x[..., 1:2] * _LUMA[1] + x[..., 2:] * _LUMA[2]
   return tf.where(drop > 0, tf.broadcast_to(grey, tf.shape(x)), x)
-
-
-def color_augment(
-  clip: tf.Tensor, *, prob_color: float, prob_drop: float, seed: tf.Tensor
-) -> tf.Tensor:
-  """Colour jitter and colour drop of a clip f32[T,H,W,3] in [0, 1]."""
-  transform = colour_transform(prob_color=prob_color, prob_drop=prob_drop, seed=seed)
-  return apply_colour(clip, transform)
-
-
-@tf.function(jit_compile=True)
-def _finish_plain(clip: tf.Tensor, flip: tf.Tensor, zero_centering: bool) -> tf.Tensor:
-  clip = tf.cast(clip, tf.float32)
-  clip = tf.where(flip, tf.reverse(clip, axis=[2]), clip)
-  # Clipped so that float rounding cannot leave the range.
-  unit = tf.clip_by_value(clip * (1.0 / 255.0), 0.0, 1.0)
-  return unit * 2.0 - 1.0 if zero_centering else unit
 
 
 # The contrast pivot (each frame's channel means) from every 4th row and

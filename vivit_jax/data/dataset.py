@@ -10,7 +10,6 @@ import dataclasses
 import math
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import jax
 import ml_collections
@@ -19,24 +18,14 @@ import tensorflow as tf
 from absl import logging
 
 from vivit_jax import config as config_lib
-from vivit_jax.data import pipeline, records, sources
-from vivit_jax.data.meta import DatasetMeta
-from vivit_jax.data.sources import DataError
+from vivit_jax.data import pipeline, records, sources, synthetic, tfds_source, video_files
+from vivit_jax.data.clip_spec import ClipSpec
+from vivit_jax.data.meta import Batch, DatasetMeta
+from vivit_jax.data.sources import DataError, SplitData
 from vivit_jax.data.tfrecord_source import TFRecordSource, find_undecodable_frame
 from vivit_jax.task import task_from_config
 
 DATASET_NAMES = ('video_tfrecord_dataset', 'tfds', 'video_files')
-Batch = dict[str, np.ndarray]
-
-
-@dataclasses.dataclass
-class SplitData:
-  """One split as this host sees it."""
-
-  source: Any
-  num_examples: int  # Over all hosts.
-  steps: int | None  # Batches every host yields in one pass (multi-host), else None.
-  files: list[str]  # TFRecord files (empty for other sources).
 
 
 @dataclasses.dataclass
@@ -48,7 +37,7 @@ class Dataset:
   """
 
   meta: DatasetMeta
-  spec: pipeline.ClipSpec
+  spec: ClipSpec
   splits: dict[str, SplitData]
   num_devices: int
   host_batch: int
@@ -58,7 +47,7 @@ class Dataset:
   process_index: int
   shuffle_buffer: int
   skip_corrupt: bool
-  skipped: pipeline.SkipCounter = dataclasses.field(default_factory=pipeline.SkipCounter)
+  skipped: pipeline.SkipCounter
 
   def _split(self, name: str) -> SplitData:
     if name not in self.splits:
@@ -194,8 +183,6 @@ def _video_splits(
   skipped: pipeline.SkipCounter,
 ) -> tuple[dict[str, SplitData], list[str]]:
   """Video tables -> splits (host i takes videos i, i + hosts, ...) and the class names."""
-  from vivit_jax.data import video_files
-
   if dc.split_names or dc.class_splits or dc.multi_label:
     raise DataError(
       'video_files tables hold one label per video: multi-head (split_names, class_splits) '
@@ -356,19 +343,15 @@ def build_dataset(
     splits, label_names = _video_splits(dc, index, count, batches, workdir, skipped)
     num_classes = dc.num_classes or len(label_names)
   elif config.dataset_name == 'tfds':
-    from vivit_jax.data import tfds_source
-
     splits, num_classes, label_names = tfds_source.tfds_splits(dc, index, count, batches)
   else:
     if dc.generate_synthetic_if_missing:
-      from vivit_jax.data import synthetic
-
       synthetic.ensure_synthetic(config)
     splits = _tfrecord_splits(dc, index, count, batches)
     label_names = _label_names(dc, splits)
     num_classes = dc.num_classes or (len(label_names) if label_names else None)
   num_classes = _check_classes(dc, num_classes, label_names)
-  spec = pipeline.ClipSpec.from_config(dc, num_classes)
+  spec = ClipSpec.from_config(dc, num_classes)
   counts = {split: splits[split].num_examples if split in splits else 0 for split in _SPLIT_ORDER}
   meta = DatasetMeta(
     task=task_from_config(dc, num_classes),

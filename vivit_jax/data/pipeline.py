@@ -1,27 +1,27 @@
 """tf.data pipelines: records -> processed clips -> host batches.
 
-A source (`TFRecordSource`, `TfdsSource`) yields raw elements and parses them
-into records `{'encoded': string[N], 'label_index': int64[L], 'key': string[],
-'where': string[]}`. This module turns records into clips for each split and
-batches them. Problems found in a record (no frames, a frame that is not a
-complete JPEG, a bad label) travel with the clip as an `error` string and are
-then either raised, naming the record, or skipped and counted
-(`dataset_configs.skip_corrupt`).
+A source (the `Source` protocol of `sources.py`: `TFRecordSource`,
+`TfdsSource`, `VideoFilesSource`) yields raw elements and parses them into
+records. This module turns records into clips for each split, with the
+settings of a `ClipSpec`, and batches them. Problems found in a record (no
+frames, a frame that is not a complete JPEG, a bad label) travel with the clip
+as an `error` string and are then either raised, naming the record, or skipped
+and counted (`dataset_configs.skip_corrupt`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-import ml_collections
 import tensorflow as tf
 from absl import logging
 
 from vivit_jax.data import augment, labels, rand_augment, sampling, video_ops
+from vivit_jax.data.clip_spec import ClipSpec
+from vivit_jax.data.sources import ClipSource, Record, Source
 
 ERROR_MARK = 'vivit_jax data error: '
 _ERROR_RE = re.compile(re.escape(ERROR_MARK) + r'(.*?)\]?\s*(\[\[|\Z|\n)', re.S)
@@ -30,66 +30,6 @@ _SHUFFLE_STREAM, _CLIP_STREAM = 1, 2
 # Train clips decode only the crop window of each JPEG frame (same pixels as a
 # full decode; `data_benchmark --nocrop_decode` times the full decode instead).
 CROP_DECODE = True
-
-
-class Source(Protocol):
-  """Raw elements and their parsing into records.
-
-  A source whose records hold no encoded frames (video files, decoded inside
-  the clip functions) also has methods `train_clip(record, seed, spec)`,
-  `eval_clip(record, spec)` and `test_clip(record, spec)`, used in place of
-  this module's functions of those names.
-  """
-
-  jpeg_only: bool
-
-  def ordered(self) -> tf.data.Dataset: ...
-
-  def epoch(self, seed: tf.Tensor) -> tf.data.Dataset: ...
-
-  def parse(self, raw: Any) -> dict[str, tf.Tensor]: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class ClipSpec:
-  """Static settings of clip making, read once from `dataset_configs`."""
-
-  num_frames: int
-  stride: int
-  min_resize: int
-  crop_size: int
-  zero_centering: bool
-  random_flip: bool
-  num_classes: int
-  class_splits: tuple[int, ...] | None
-  split_names: tuple[str, ...]
-  multi_label: bool
-  num_test_clips: int
-  three_crops: bool
-  augmentation: dict[str, Any]
-
-  @property
-  def num_views(self) -> int:
-    return self.num_test_clips * (3 if self.three_crops else 1)
-
-  @classmethod
-  def from_config(cls, dc: ml_collections.ConfigDict, num_classes: int) -> ClipSpec:
-    augment.check_augmentation(dc.augmentation_params)
-    return cls(
-      num_frames=dc.num_frames,
-      stride=dc.stride,
-      min_resize=dc.min_resize,
-      crop_size=dc.crop_size,
-      zero_centering=dc.zero_centering,
-      random_flip=dc.random_flip,
-      num_classes=num_classes,
-      class_splits=tuple(dc.class_splits) if dc.class_splits else None,
-      split_names=tuple(dc.split_names or ()),
-      multi_label=dc.multi_label,
-      num_test_clips=dc.num_test_clips,
-      three_crops=dc.do_three_spatial_crops,
-      augmentation=dc.augmentation_params.to_dict(),
-    )
 
 
 def label_target(label_index: tf.Tensor, spec: ClipSpec) -> tuple[tf.Tensor, tf.Tensor]:
@@ -103,7 +43,7 @@ def label_target(label_index: tf.Tensor, spec: ClipSpec) -> tuple[tf.Tensor, tf.
   )
 
 
-def _checked_record(record: dict[str, tf.Tensor], spec: ClipSpec):
+def _checked_record(record: Record, spec: ClipSpec):
   """Target, error and frames made safe to index when the record has none."""
   target, error = label_target(record['label_index'], spec)
   encoded = record['encoded']
@@ -132,7 +72,7 @@ def _if_valid(error: tf.Tensor, make: Callable[[], tf.Tensor], shape: Sequence[i
   return tf.cond(tf.equal(error, ''), make, lambda: tf.zeros(shape, tf.float32))
 
 
-def _output(record, video, target, error) -> dict[str, tf.Tensor]:
+def _output(record, video, target, error) -> Record:
   return {
     'inputs': video,
     'label': target,
@@ -143,11 +83,11 @@ def _output(record, video, target, error) -> dict[str, tf.Tensor]:
   }
 
 
-def train_clip(record: dict[str, tf.Tensor], seed: tf.Tensor, spec: ClipSpec, jpeg_only: bool):
+def train_clip(record: Record, seed: tf.Tensor, spec: ClipSpec, jpeg_only: bool) -> Record:
   """A randomly sampled and augmented clip: inputs f32[T,S,S,3].
 
   JPEG frames decode only the crop's window; the geometry and augmentation are
-  `train_inputs`'s for the same seed.
+  `train_from_frames`'s for the same seed.
   """
   target, error, encoded, length = _checked_record(record, spec)
   seeds = tf.random.experimental.stateless_split(seed, 4)
@@ -179,23 +119,6 @@ def train_clip(record: dict[str, tf.Tensor], seed: tf.Tensor, spec: ClipSpec, jp
   return _output(record, _if_valid(error, make, shape), target, error)
 
 
-def train_inputs(video: tf.Tensor, seed: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
-  """The train clip of a decoded video, exactly as `train_clip` makes it from JPEG frames.
-
-  Args:
-    video: u8[N,H,W,3], all frames of one video.
-    seed: int32[2] (or int64[2]) the clip's seed.
-    spec: clip settings.
-
-  Returns:
-    f32[T,S,S,3], every augmentation applied and normalised.
-  """
-  video = tf.convert_to_tensor(video)
-  seeds = tf.random.experimental.stateless_split(seed, 4)
-  indices = sampling.train_indices(tf.shape(video)[0], spec.num_frames, spec.stride, seeds[0])
-  return train_from_frames(tf.gather(video, indices), seeds[1], seeds[2], spec)
-
-
 def train_from_frames(
   frames: tf.Tensor, window_seed: tf.Tensor, augment_seed: tf.Tensor, spec: ClipSpec
 ) -> tf.Tensor:
@@ -223,10 +146,8 @@ def _train_window(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor, spec: Cl
     width,
     min_resize=spec.min_resize,
     crop_size=spec.crop_size,
-    scale_range=(aug['scale_min_factor'], aug['scale_max_factor'])
-    if aug['do_jitter_scale']
-    else None,
-    prob_scale=aug['prob_scale_jitter'],
+    scale_range=aug.scale_range,
+    prob_scale=aug.prob_scale_jitter,
     seed=seed,
   )
 
@@ -237,30 +158,30 @@ def _train_from_region(region: tf.Tensor, seed: tf.Tensor, spec: ClipSpec) -> tf
   clip = video_ops.resize_region(region, spec.crop_size)
   aug = spec.augmentation
   seeds = tf.random.experimental.stateless_split(seed, 4)
-  if aug['do_rand_augment']:
+  if aug.do_rand_augment:
     clip = rand_augment.rand_augment(
       tf.saturate_cast(tf.round(clip), tf.uint8),
-      num_layers=aug['rand_augment_num_layers'],
-      magnitude=aug['rand_augment_magnitude'],
+      num_layers=aug.rand_augment_num_layers,
+      magnitude=aug.rand_augment_magnitude,
       seed=seeds[0],
-      contrast_pivot=aug.get('rand_augment_contrast_pivot', 'mean'),
+      contrast_pivot=aug.rand_augment_contrast_pivot,
     )
   colour = None
-  if aug['do_color_augment']:
+  if aug.do_color_augment:
     colour = augment.colour_transform(
-      prob_color=aug['prob_color_augment'], prob_drop=aug['prob_color_drop'], seed=seeds[1]
+      prob_color=aug.prob_color_augment, prob_drop=aug.prob_color_drop, seed=seeds[1]
     )
   flip = tf.constant(False)
   if spec.random_flip:
     flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
   clip = augment.finish_clip(clip, flip=flip, colour=colour, zero_centering=spec.zero_centering)
-  if aug['do_random_erasing']:
+  if aug.do_random_erasing:
     low = -1.0 if spec.zero_centering else 0.0
-    clip = augment.random_erasing(clip, aug['prob_random_erasing'], seeds[3], low, 1.0)
+    clip = augment.random_erasing(clip, aug.prob_random_erasing, seeds[3], low, 1.0)
   return clip
 
 
-def eval_clip(record: dict[str, tf.Tensor], spec: ClipSpec, jpeg_only: bool):
+def eval_clip(record: Record, spec: ClipSpec, jpeg_only: bool) -> Record:
   """The centre window, short side resized, centre crop: inputs f32[T,S,S,3]."""
   target, error, encoded, length = _checked_record(record, spec)
   indices = sampling.centre_indices(length, spec.num_frames, spec.stride)
@@ -274,20 +195,13 @@ def eval_clip(record: dict[str, tf.Tensor], spec: ClipSpec, jpeg_only: bool):
   return _output(record, _if_valid(error, make, shape), target, error)
 
 
-def eval_inputs(video: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
-  """The validation clip of a decoded video u8[N,H,W,3]: f32[T,S,S,3], as `eval_clip`."""
-  video = tf.convert_to_tensor(video)
-  indices = sampling.centre_indices(tf.shape(video)[0], spec.num_frames, spec.stride)
-  return eval_from_frames(tf.gather(video, indices), spec)
-
-
 def eval_from_frames(frames: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
   """Sampled frames u8[T,H,W,3] -> f32[T,S,S,3]: short side resized, centre crop, normalised."""
   frames = video_ops.resize_short_side(frames, spec.min_resize)
   return video_ops.normalise(video_ops.centre_crop(frames, spec.crop_size), spec.zero_centering)
 
 
-def test_clip(record: dict[str, tf.Tensor], spec: ClipSpec, jpeg_only: bool):
+def test_clip(record: Record, spec: ClipSpec, jpeg_only: bool) -> Record:
   """All views of one video: inputs f32[V,T,S,S,3], clip-major (v = clip * crops + crop)."""
   target, error, encoded, length = _checked_record(record, spec)
   indices = sampling.multi_view_indices(length, spec.num_frames, spec.stride, spec.num_test_clips)
@@ -333,16 +247,18 @@ class SkipCounter:
     self.count = 0
     self._lock = threading.Lock()
 
-  def log(self, where: tf.Tensor, error: tf.Tensor) -> bool:
+  def add(self, what: str) -> None:
+    """Counts and logs one skipped record; `what` names it and its problem."""
     with self._lock:
       self.count += 1
       count = self.count
     logging.warning(
-      'Skipping %s: %s (dataset_configs.skip_corrupt=True; %d records skipped so far).',
-      where.numpy().decode(),
-      error.numpy().decode(),
-      count,
+      'Skipping %s (dataset_configs.skip_corrupt=True; %d records skipped so far).', what, count
     )
+
+  def log(self, where: tf.Tensor, error: tf.Tensor) -> bool:
+    """`add` for a clip in the graph (via tf.py_function); False: drop the clip."""
+    self.add(f'{where.numpy().decode()}: {error.numpy().decode()}')
     return False
 
 
@@ -409,9 +325,9 @@ def train_dataset(
   ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
   ds = ds.enumerate(start=start_example)
 
-  def process(n: tf.Tensor, raw: Any) -> dict[str, tf.Tensor]:
+  def process(n: tf.Tensor, raw: Any) -> Record:
     clip_key = tf.random.experimental.stateless_fold_in(clip_seed, n)
-    if hasattr(source, 'train_clip'):
+    if isinstance(source, ClipSource):
       return source.train_clip(source.parse(raw), clip_key, spec)
     return train_clip(source.parse(raw), clip_key, spec, source.jpeg_only)
 
@@ -424,12 +340,11 @@ def eval_dataset(
   source: Source, spec: ClipSpec, *, host_batch: int, multi_view: bool, skip: SkipCounter | None
 ) -> tf.data.Dataset:
   """One ordered pass; the last batch may be smaller (padded by the caller)."""
-  name = 'test_clip' if multi_view else 'eval_clip'
 
-  def make(raw: Any) -> dict[str, tf.Tensor]:
+  def make(raw: Any) -> Record:
     record = source.parse(raw)
-    if hasattr(source, name):
-      return getattr(source, name)(record, spec)
+    if isinstance(source, ClipSource):
+      return source.test_clip(record, spec) if multi_view else source.eval_clip(record, spec)
     return (test_clip if multi_view else eval_clip)(record, spec, source.jpeg_only)
 
   ds = source.ordered().map(

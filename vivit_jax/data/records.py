@@ -19,11 +19,12 @@ present too and is then ignored.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from vivit_jax import fileio
 
 FRAMES_KEY = 'image/encoded'
 LABEL_INDEX_KEY = 'clip/label/index'
@@ -127,7 +128,8 @@ def write_label_map(path: str, names: Sequence[str]) -> None:
   for name in names:
     if '\n' in name or not name.strip():
       raise ValueError(f'Label {name!r} cannot be written to a label map (empty or multi-line).')
-  atomic_write_text(path, ''.join(f'{n}\n' for n in names))
+  with fileio.atomic_write(path) as f:
+    f.write(''.join(f'{n}\n' for n in names))
 
 
 def read_label_map(path: str) -> list[str]:
@@ -138,14 +140,6 @@ def read_label_map(path: str) -> list[str]:
   if len(set(names)) != len(names):
     raise ValueError(f'Label map {path} lists a class twice.')
   return names
-
-
-def atomic_write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file, so a reader never sees half of it."""
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:

@@ -1,6 +1,11 @@
-"""Where records come from: table specs, per-host file shards, record counts.
+"""Where records come from: the source protocol and its types; TFRecord tables.
 
-A table (`dataset_configs.tables.<split>`) is one of
+`Source` is what every reader (`TFRecordSource`, `TfdsSource`,
+`VideoFilesSource`) implements for `pipeline`, `ClipSource` the extension of
+a reader that decodes its own clips, and `SplitData` one split of a dataset as
+this host sees it.
+
+A TFRecord table (`dataset_configs.tables.<split>`) is one of
 - `name@N`: the shards `name-00000-of-0000N` ... `name-0000(N-1)-of-0000N`
   (DMVR's and Scenic's sharding spec; the number is written with 5 digits);
 - a glob such as `train-*`;
@@ -11,23 +16,85 @@ Relative names are taken relative to `dataset_configs.base_dir`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import struct
 from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import tensorflow as tf
 from absl import logging
 
+from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.errors import UserError
 
 COUNTS_FILENAME = 'record_counts.json'
 _SHARD_SPEC = re.compile(r'^(?P<name>.+)@(?P<num>\d+)$')
 
 
+# A parsed record: {'encoded': string[N] encoded frames, 'label_index':
+# int64[L], 'key': string[] the example's name, 'where': string[] where it is,
+# for error messages}; sources that decode their own clips add their fields.
+# A clip maker's output: {'inputs', 'label', 'batch_mask', 'key', 'where',
+# 'error'}.
+Record = dict[str, tf.Tensor]
+
+
 class DataError(UserError, ValueError):
   """Input data is missing, malformed or inconsistent with the config."""
+
+
+class Source(Protocol):
+  """Raw elements of one split (this host's part of it) and their parsing into records."""
+
+  # Frames are JPEG (DMVR data): checked for completeness and decoded by the
+  # JPEG decoder; False accepts any image format TensorFlow reads.
+  jpeg_only: bool
+
+  def ordered(self) -> tf.data.Dataset:
+    """Every raw element once, in a fixed order (evaluation)."""
+    ...
+
+  def epoch(self, seed: tf.Tensor) -> tf.data.Dataset:
+    """Every raw element once, in an order drawn from `seed` int32[2] (one training epoch)."""
+    ...
+
+  def parse(self, raw: Any) -> Record:
+    """One raw element -> a `Record`."""
+    ...
+
+
+@runtime_checkable
+class ClipSource(Source, Protocol):
+  """A source whose records hold no encoded frames (video files): it makes its own clips.
+
+  `pipeline` calls these in place of its functions of the same names, which
+  they match in seeds, sampling, augmentation and output.
+  """
+
+  def train_clip(self, record: Record, seed: tf.Tensor, spec: ClipSpec) -> Record:
+    """A randomly sampled and augmented clip, inputs f32[T,S,S,3]."""
+    ...
+
+  def eval_clip(self, record: Record, spec: ClipSpec) -> Record:
+    """The centre clip, inputs f32[T,S,S,3]."""
+    ...
+
+  def test_clip(self, record: Record, spec: ClipSpec) -> Record:
+    """All test views, inputs f32[V,T,S,S,3]."""
+    ...
+
+
+@dataclasses.dataclass
+class SplitData:
+  """One split as this host sees it."""
+
+  source: Source
+  num_examples: int  # Over all hosts.
+  steps: int | None  # Batches every host yields in one pass (multi-host), else None.
+  files: list[str]  # TFRecord files (empty for other sources).
 
 
 def expand_table(
@@ -161,6 +228,9 @@ def _count_dir(directory: str, files: Sequence[str], skip_corrupt: bool) -> dict
     cache[os.path.basename(path)] = {'stamp': stamp, 'count': result[path]}
     changed = True
   if changed:
+    # Not fileio.atomic_write: the data (and so this cache) may live on a
+    # remote filesystem (gs://...) that only tf.io.gfile reaches; a failed
+    # write only costs a recount.
     tmp = f'{cache_path}.tmp-{os.getpid()}'
     try:
       with tf.io.gfile.GFile(tmp, 'w') as f:

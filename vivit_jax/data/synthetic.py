@@ -26,17 +26,20 @@ writes the same clips as H.264 mp4 files with a CSV index per split.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import time
 from collections.abc import Iterator
 
+import av
 import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from vivit_jax import fileio
 from vivit_jax.data import records
 from vivit_jax.data.sources import DataError
 
@@ -208,24 +211,24 @@ def generate(
   same clips as the full set); its info file says so, so `is_complete` is False.
   """
   names = class_names(variant)
-  tf.io.gfile.makedirs(output_dir)
+  os.makedirs(output_dir, exist_ok=True)
   for split, (count, shards) in SPLITS.items():
-    writers, tmp_paths, final_paths = [], [], []
-    for shard in range(shards):
-      final = os.path.join(output_dir, f'{PREFIX}{split}-{shard:05d}-of-{shards:05d}')
-      tmp_paths.append(f'{final}.tmp-{os.getpid()}')
-      final_paths.append(final)
-      writers.append(tf.io.TFRecordWriter(tmp_paths[-1]))
-    for i, serialized in _clips(split, seed, num_frames, size, limit, variant):
-      writers[i % shards].write(serialized)
-    for writer, tmp, final in zip(writers, tmp_paths, final_paths, strict=True):
-      writer.close()
-      tf.io.gfile.rename(tmp, final, overwrite=True)
+    with contextlib.ExitStack() as stack:
+      # Unwound last in, first out: each writer is closed before its file is
+      # renamed into place (or removed, on an exception: no partial shard).
+      writers = []
+      for shard in range(shards):
+        final = os.path.join(output_dir, f'{PREFIX}{split}-{shard:05d}-of-{shards:05d}')
+        writers.append(tf.io.TFRecordWriter(stack.enter_context(fileio.atomic_path(final))))
+        stack.callback(writers[-1].close)
+      for i, serialized in _clips(split, seed, num_frames, size, limit, variant):
+        writers[i % shards].write(serialized)
     written = min(count, limit or count)
     logging.info('Wrote %d synthetic %s clips to %s.', written, split, output_dir)
   records.write_label_map(os.path.join(output_dir, records.LABEL_MAP_FILENAME), names)
   info = _info(seed, num_frames, size, limit, variant)
-  records.atomic_write_text(os.path.join(output_dir, INFO_FILENAME), json.dumps(info, indent=1))
+  with fileio.atomic_write(os.path.join(output_dir, INFO_FILENAME)) as f:
+    f.write(json.dumps(info, indent=1))
 
 
 # H.264 settings of the mp4 format: crf 4 keeps the decoded pixels within about 3.6
@@ -244,22 +247,14 @@ def video_path(split: str, index: int, name: str) -> str:
 
 def write_mp4(path: str, frames: np.ndarray, fps: int = FPS) -> None:
   """Writes u8[T, H, W, 3] (H, W even) as H.264 mp4, atomically (temp file, then rename)."""
-  import av
-
-  tmp = f'{path}.tmp-{os.getpid()}'
-  try:
-    with av.open(tmp, 'w', format='mp4') as container:
-      stream = container.add_stream(MP4_CODEC, rate=fps)
-      stream.height, stream.width = frames.shape[1:3]
-      stream.pix_fmt = MP4_PIX_FMT
-      stream.options = {'crf': str(MP4_CRF)}
-      for frame in frames:
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
-      container.mux(stream.encode())
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with fileio.atomic_path(path) as tmp, av.open(tmp, 'w', format='mp4') as container:
+    stream = container.add_stream(MP4_CODEC, rate=fps)
+    stream.height, stream.width = frames.shape[1:3]
+    stream.pix_fmt = MP4_PIX_FMT
+    stream.options = {'crf': str(MP4_CRF)}
+    for frame in frames:
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
+    container.mux(stream.encode())
 
 
 def generate_mp4(
@@ -289,7 +284,8 @@ def generate_mp4(
       relative = video_path(split, i, names[label])
       write_mp4(os.path.join(output_dir, relative), frames)
       rows.append(f'{relative},{names[label]}')
-    records.atomic_write_text(os.path.join(output_dir, f'{split}.csv'), '\n'.join(rows) + '\n')
+    with fileio.atomic_write(os.path.join(output_dir, f'{split}.csv')) as f:
+      f.write('\n'.join(rows) + '\n')
     logging.info('Wrote %d synthetic %s videos to %s.', len(rows) - 1, split, output_dir)
 
 
@@ -332,8 +328,10 @@ def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:
     True when the dataset was generated now.
   """
   dc = config.dataset_configs
-  train = dc.tables.get('train')
-  if not dc.generate_synthetic_if_missing or not str(train or '').startswith(PREFIX):
+  # The split names of `tables` are the user's: a config may have no train split.
+  if not dc.generate_synthetic_if_missing or 'train' not in dc.tables:
+    return False
+  if not str(dc.tables.train).startswith(PREFIX):
     return False
   if not dc.base_dir:
     raise DataError('Set dataset_configs.base_dir: where to write the synthetic dataset.')

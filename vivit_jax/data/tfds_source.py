@@ -21,7 +21,7 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vivit_jax.data.sources import DataError
+from vivit_jax.data.sources import DataError, Record, SplitData
 
 LABEL_KEY = 'label'
 # '<dataset>-<split>.<file format>-<shard>-of-<count>', TFDS's file naming.
@@ -32,7 +32,6 @@ class TfdsSource:
   """Records of one TFDS split (this host's part of it)."""
 
   jpeg_only = False
-  files: list[str] = []
 
   def __init__(self, builder: tfds.core.DatasetBuilder, split: str, video_key: str):
     self.builder = builder
@@ -85,7 +84,7 @@ class TfdsSource:
     )
     return tf.data.Dataset.choose_from_datasets(datasets, choices)
 
-  def parse(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+  def parse(self, raw: dict[str, tf.Tensor]) -> Record:
     return {
       'encoded': raw[self.video_key],
       'label_index': tf.reshape(tf.cast(raw[LABEL_KEY], tf.int64), [-1]),
@@ -115,10 +114,8 @@ def _num_examples(builder: tfds.core.DatasetBuilder, split: str, video_key: str)
 
 def tfds_splits(
   dc: ml_collections.ConfigDict, process_index: int, process_count: int, batches: dict[str, int]
-) -> tuple[dict[str, Any], int, list[str] | None]:
+) -> tuple[dict[str, SplitData], int | None, list[str] | None]:
   """Returns ({split: SplitData}, num_classes, label names) for a TFDS dataset."""
-  from vivit_jax.data.dataset import SplitData
-
   if not dc.tfds_name:
     raise DataError("dataset_name='tfds' needs dataset_configs.tfds_name (e.g. 'ucf101').")
   builder = tfds.builder(dc.tfds_name, data_dir=dc.tfds_data_dir)

@@ -30,10 +30,10 @@ from collections.abc import Callable, Sequence
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from vivit_jax.data import pipeline, records, sampling, video_io
-from vivit_jax.data.sources import DataError
+from vivit_jax.data.clip_spec import ClipSpec
+from vivit_jax.data.sources import DataError, Record
 
 VIDEO_EXTENSIONS = frozenset(
   {'.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.mpg', '.mpeg', '.ogv', '.flv', '.wmv'}
@@ -164,12 +164,7 @@ def labelled(
         f'Bad input data: {message}. Fix the table or dataset_configs.label_map, or set '
         'dataset_configs.skip_corrupt=True to skip it.'
       )
-    with skip._lock:
-      skip.count += 1
-      count = skip.count
-    logging.warning(
-      'Skipping %s (dataset_configs.skip_corrupt=True; %d records skipped so far).', message, count
-    )
+    skip.add(message)
   return out
 
 
@@ -330,7 +325,7 @@ class VideoFilesSource:
     order = tf.random.experimental.stateless_shuffle(tf.range(self.num_examples), seed)
     return tf.data.Dataset.from_tensor_slices({k: tf.gather(v, order) for k, v in tensors.items()})
 
-  def parse(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+  def parse(self, raw: Record) -> Record:
     return raw
 
   # Clip makers, called by `pipeline` in place of its TFRecord ones.
@@ -354,12 +349,12 @@ class VideoFilesSource:
     frames.set_shape(indices.shape.concatenate([None, None, 3]))
     return frames, tf.ensure_shape(error, [])
 
-  def _checked(self, record, spec: pipeline.ClipSpec):
+  def _checked(self, record, spec: ClipSpec):
     target, error = pipeline.label_target(record['label_index'], spec)
     length, decode_error = self._length(record)
     return target, tf.where(tf.equal(error, ''), decode_error, error), length
 
-  def train_clip(self, record, seed: tf.Tensor, spec: pipeline.ClipSpec):
+  def train_clip(self, record, seed: tf.Tensor, spec: ClipSpec):
     """As `pipeline.train_clip`: the same seeds, sampling and augmentation."""
     target, error, length = self._checked(record, spec)
     seeds = tf.random.experimental.stateless_split(seed, 4)
@@ -371,7 +366,7 @@ class VideoFilesSource:
     )
     return pipeline._output(record, clip, target, error)
 
-  def eval_clip(self, record, spec: pipeline.ClipSpec):
+  def eval_clip(self, record, spec: ClipSpec):
     """As `pipeline.eval_clip`: the centre window."""
     target, error, length = self._checked(record, spec)
     indices = sampling.centre_indices(length, spec.num_frames, spec.stride)
@@ -380,7 +375,7 @@ class VideoFilesSource:
     clip = pipeline._if_valid(error, lambda: pipeline.eval_from_frames(frames, spec), shape)
     return pipeline._output(record, clip, target, error)
 
-  def test_clip(self, record, spec: pipeline.ClipSpec):
+  def test_clip(self, record, spec: ClipSpec):
     """As `pipeline.test_clip`: all views, f32[V,T,S,S,3]."""
     target, error, length = self._checked(record, spec)
     t, s = spec.num_frames, spec.crop_size

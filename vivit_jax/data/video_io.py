@@ -21,6 +21,7 @@ import dataclasses
 import fractions
 from collections.abc import Sequence
 
+import av
 import numpy as np
 
 _TIME_EPSILON = 1e-6  # Seconds.
@@ -79,8 +80,6 @@ class VideoIndex:
 
 
 def _open(path: str):
-  import av
-
   try:
     return av.open(path, metadata_errors='ignore')
   except FileNotFoundError:
@@ -101,8 +100,6 @@ def probe(path: str) -> VideoIndex:
   Raises:
     VideoError: the file is missing or unreadable, or has no video stream or no frames.
   """
-  import av
-
   with _open(path) as container:
     stream = _video_stream(container)
     pts, key = [], []
@@ -230,8 +227,6 @@ def decode_frames(
     VideoError: unreadable file, no video stream or frames, an index out of
       range, or a frame that cannot be decoded.
   """
-  import av
-
   frame_indices = np.asarray(frame_indices, np.int64)
   index = index or probe(path)
   source = resample(index.times, fps, start, end)

@@ -206,55 +206,10 @@ def resize_region(region: tf.Tensor, crop_size: int) -> tf.Tensor:
   return tf.ensure_shape(clip, out_shape)
 
 
-def random_resized_crop(
-  frames: tf.Tensor,
-  *,
-  min_resize: int,
-  crop_size: int,
-  scale_range: tuple[float, float] | None,
-  prob_scale: float,
-  seed: tf.Tensor,
-) -> tf.Tensor:
-  """The train crop of decoded frames (`crop_window`, then `resize_region`).
-
-  Args:
-    frames: u8[T,H,W,3].
-    min_resize: short side before jitter.
-    crop_size: output side.
-    scale_range: (min, max) scale factor, or None for no scale jitter.
-    prob_scale: probability of applying the scale jitter.
-    seed: int32[2].
-
-  Returns:
-    f32[T,crop_size,crop_size,3] in [0, 255].
-  """
-  frames = tf.convert_to_tensor(frames)
-  shape = tf.shape(frames)
-  top, left, h, w = tf.unstack(
-    crop_window(
-      shape[1],
-      shape[2],
-      min_resize=min_resize,
-      crop_size=crop_size,
-      scale_range=scale_range,
-      prob_scale=prob_scale,
-      seed=seed,
-    )
-  )
-  return resize_region(frames[:, top : top + h, left : left + w, :], crop_size)
-
-
 def _region(crop_size: int, size: tf.Tensor, resized: tf.Tensor) -> tf.Tensor:
   """Source pixels under `crop_size` pixels of a side resized from `size` to `resized`."""
   ratio = tf.cast(size, tf.float32) / tf.cast(resized, tf.float32)
   return tf.clip_by_value(tf.cast(tf.round(crop_size * ratio), tf.int32), 1, size)
-
-
-def random_flip(frames: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-  """Mirrors all frames left-right with probability 1/2; [T,H,W,C] -> same."""
-  frames = tf.convert_to_tensor(frames)
-  flip = tf.random.stateless_uniform([], seed) < 0.5
-  return tf.cond(flip, lambda: tf.reverse(frames, axis=[-2]), lambda: frames)
 
 
 def normalise(frames: tf.Tensor, zero_centering: bool, max_value: float = 255.0) -> tf.Tensor:

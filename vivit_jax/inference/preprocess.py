@@ -1,11 +1,11 @@
 """Video files and frame arrays -> the multi-view test inputs of evaluation.
 
-Nothing here re-implements the pipeline: a video's frames are put in a record
-shaped like the ones the TFRecord source yields and handed to
-`vivit_jax.data.pipeline.test_clip`, the function that makes the test views
-in evaluation. Only the frames the test sampling picks are encoded, losslessly
-as PNG by default; with `jpeg_quality` they are JPEG-encoded as
-`make_tfrecords` stores them, so that a video gives exactly the inputs that
+Nothing here re-implements the pipeline: a video's frames go to
+`vivit_jax.data.pipeline.test_inputs`, the decoded-frames twin of the
+`test_clip` that makes the test views in evaluation (tests/test_data_pinned.py
+holds the two equal). With `jpeg_quality` the frames the test sampling picks
+are first JPEG-encoded as `make_tfrecords` stores them and decoded as
+evaluation decodes them, so that a video gives exactly the inputs that
 evaluating its converted TFRecord gives.
 """
 
@@ -16,7 +16,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from vivit_jax.data import pipeline, sampling, video_io
+from vivit_jax.data import pipeline, records, sampling, video_io, video_ops
+from vivit_jax.data.clip_spec import ClipSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,46 +67,32 @@ def as_rgb(frames: np.ndarray) -> np.ndarray:
   return frames
 
 
-def _encode(frame: np.ndarray, jpeg_quality: int | None) -> bytes:
-  if jpeg_quality is None:
-    return tf.io.encode_png(frame).numpy()
-  return tf.io.encode_jpeg(frame, quality=jpeg_quality).numpy()
-
-
 def multi_view_inputs(
-  frames: np.ndarray, spec: pipeline.ClipSpec, *, jpeg_quality: int | None = None
+  frames: np.ndarray, spec: ClipSpec, *, jpeg_quality: int | None = None
 ) -> Views:
-  """The multi-view test inputs of a video, made by the evaluation pipeline's `test_clip`.
+  """The multi-view test inputs of a video, made by the evaluation pipeline's functions.
 
   Args:
     frames: u8[N, H, W, 3] (or grayscale [N, H, W]) at the dataset's frame rate.
     spec: clip settings (`ClipSpec.from_config(config.dataset_configs, ...)`).
-    jpeg_quality: None encodes the sampled frames losslessly (PNG); a quality
-      reproduces `make_tfrecords`'s JPEG frames (it uses 90).
+    jpeg_quality: None takes the frames as they are (as a lossless format
+      would store them); a quality first passes the frames the views use
+      through JPEG, as `make_tfrecords` stores them (it uses 90).
 
   Returns:
     The views, f32[V, T, S, S, 3] with V = num_test_clips x (1 or 3 crops).
   """
   frames = as_rgb(frames)
   length = len(frames)
-  indices = sampling.multi_view_indices(length, spec.num_frames, spec.stride, spec.num_test_clips)
-  # Frames no view uses stay empty: test_clip decodes only the sampled ones.
-  encoded = [b''] * length
-  for i in np.unique(indices.numpy()):
-    encoded[int(i)] = _encode(frames[int(i)], jpeg_quality)
-  # Labels play no part in the inputs; one class keeps label checks trivial.
-  label_spec = dataclasses.replace(
-    spec, num_classes=1, class_splits=None, split_names=(), multi_label=False
-  )
-  record = {
-    'encoded': tf.constant(encoded),
-    'label_index': tf.constant([0], tf.int64),
-    'key': tf.constant(''),
-    'where': tf.constant('frames'),
-  }
-  out = pipeline.test_clip(record, label_spec, jpeg_only=jpeg_quality is not None)
-  error = out['error'].numpy().decode()
-  if error:
-    raise ValueError(f'Could not make the test views: {error}.')
+  if jpeg_quality is None:
+    inputs = pipeline.test_inputs(frames, spec)
+  else:
+    indices = sampling.multi_view_indices(length, spec.num_frames, spec.stride, spec.num_test_clips)
+    # Frames no view uses stay empty: only the sampled ones are decoded.
+    encoded = [b''] * length
+    for i in np.unique(indices.numpy()):
+      encoded[int(i)] = records.encode_jpeg(frames[int(i)], jpeg_quality)
+    sampled = video_ops.decode_frames(tf.constant(encoded), indices, jpeg_only=True)
+    inputs = pipeline.test_from_frames(sampled, spec)
   span = sampling.clip_span(spec.num_frames, spec.stride)
-  return Views(inputs=out['inputs'].numpy(), num_frames=length, looped=length < span)
+  return Views(inputs=inputs.numpy(), num_frames=length, looped=length < span)

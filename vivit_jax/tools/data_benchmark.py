@@ -36,15 +36,31 @@ alternating `--repeats` times, with the disk size of each.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import statistics
 import time
 from collections.abc import Iterator, Sequence
 
+import av
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
 
+from vivit_jax import config as config_lib
+from vivit_jax import fileio
+from vivit_jax.data import (
+  build_dataset,
+  conversion,
+  pipeline,
+  records,
+  sampling,
+  video_files,
+  video_io,
+  video_ops,
+)
 from vivit_jax.tools import cli
 
 FLAGS = flags.FLAGS
@@ -70,36 +86,33 @@ flags.DEFINE_string('data', None, 'DIR/TABLE of existing shards to use as the tr
 
 
 def write_fake_data(directory: str, *, videos: int, frames: int, height: int, width: int) -> str:
-  """Writes textured fake videos as 4 DMVR shards; returns the table spec."""
-  import tensorflow as tf
-
-  from vivit_jax.data import records
-
+  """Writes textured fake videos as 4 DMVR shards, unless present; returns the table spec."""
   spec = 'fake-00000-of-00004'
   if os.path.exists(os.path.join(directory, 'fake-00003-of-00004')):
     return 'fake@4'
-  os.makedirs(directory, exist_ok=True)
   rng = np.random.default_rng(0)
-  writers = [
-    tf.io.TFRecordWriter(os.path.join(directory, spec.replace('00000', f'{s:05d}')))
-    for s in range(4)
-  ]
   encode = tf.function(
     lambda v: tf.map_fn(
       lambda f: tf.io.encode_jpeg(f, quality=90), v, fn_output_signature=tf.string
     )
   )
-  for v in range(videos):
-    # Smooth random texture drifting over time: JPEG sizes like natural video.
-    coarse = rng.uniform(0, 255, (1, height // 8 + 2, width // 8 + frames + 2, 3))
-    texture = tf.image.resize(coarse, [height + 16, width + 8 * frames + 16]).numpy()[0]
-    clip = np.stack([texture[:height, 8 * t : 8 * t + width] for t in range(frames)])
-    clip = np.clip(clip + rng.normal(0, 6, clip.shape), 0, 255).astype(np.uint8)
-    jpegs = list(encode(clip).numpy())
-    example = records.make_sequence_example(jpegs, [v % 10], filename=f'fake{v}')
-    writers[v % 4].write(example.SerializeToString())
-  for w in writers:
-    w.close()
+  with contextlib.ExitStack() as stack:
+    # Each writer closes before its shard is renamed into place; an interrupted
+    # run leaves no shard, so the check above cannot take it for complete.
+    writers = []
+    for s in range(4):
+      path = os.path.join(directory, spec.replace('00000', f'{s:05d}'))
+      writers.append(tf.io.TFRecordWriter(stack.enter_context(fileio.atomic_path(path))))
+      stack.callback(writers[-1].close)
+    for v in range(videos):
+      # Smooth random texture drifting over time: JPEG sizes like natural video.
+      coarse = rng.uniform(0, 255, (1, height // 8 + 2, width // 8 + frames + 2, 3))
+      texture = tf.image.resize(coarse, [height + 16, width + 8 * frames + 16]).numpy()[0]
+      clip = np.stack([texture[:height, 8 * t : 8 * t + width] for t in range(frames)])
+      clip = np.clip(clip + rng.normal(0, 6, clip.shape), 0, 255).astype(np.uint8)
+      jpegs = list(encode(clip).numpy())
+      example = records.make_sequence_example(jpegs, [v % 10], filename=f'fake{v}')
+      writers[v % 4].write(example.SerializeToString())
   return 'fake@4'
 
 
@@ -117,10 +130,6 @@ def write_videos(
   Video v loops source v % len(sources) from a different start, ping-pong, cut to
   a random landscape crop with short side `short_side`; 10 classes.
   """
-  import av
-
-  from vivit_jax.data import video_io
-
   csv_path = os.path.join(directory, 'train.csv')
   if os.path.exists(csv_path):
     return
@@ -152,9 +161,8 @@ def write_videos(
         container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format='rgb24')))
       container.mux(stream.encode())
     rows.append(f'{name},class{v % 10}\n')
-  with open(csv_path + '.tmp', 'w') as f:
+  with fileio.atomic_write(csv_path) as f:
     f.write('video_path,label\n' + ''.join(rows))
-  os.replace(csv_path + '.tmp', csv_path)
 
 
 def _disk_size(paths: Sequence[str]) -> int:
@@ -163,9 +171,6 @@ def _disk_size(paths: Sequence[str]) -> int:
 
 def _convert_to_tfrecords(config, directory: str) -> list[str]:
   """make_tfrecords on the config's train videos (its fps and min_resize); returns the shards."""
-  from vivit_jax.data import records, video_files
-  from vivit_jax.tools import make_tfrecords
-
   dc = config.dataset_configs
   entries = video_files.read_table(dc.base_dir, dc.tables.train)
   names = sorted({e.label for e in entries})
@@ -179,7 +184,7 @@ def _convert_to_tfrecords(config, directory: str) -> list[str]:
       'min_resize': dc.min_resize,
       'jpeg_quality': 90,
     }
-    errors = make_tfrecords.convert(
+    errors = conversion.convert(
       rows,
       names,
       directory,
@@ -195,18 +200,12 @@ def _convert_to_tfrecords(config, directory: str) -> list[str]:
   return files
 
 
-def _row(entry):
-  from vivit_jax.data import video_io
-
+def _row(entry: video_files.Entry) -> video_io.Row:
   return video_io.Row(entry.path, entry.label, entry.start, entry.end)
 
 
 def _decode_only(ds_obj) -> Iterator:
   """Batches of the same sampled frames, decoded whole and nothing else."""
-  import tensorflow as tf
-
-  from vivit_jax.data import pipeline, sampling, video_ops
-
   split = ds_obj.splits['train']
   source, spec = split.source, ds_obj.spec
   seed = tf.constant([ds_obj.seed, 0], tf.int64)
@@ -241,8 +240,6 @@ def clips_per_second(iterator: Iterator, batch: int, warmup: int, num_batches: i
 
 def _measure(config) -> tuple[float, float, int]:
   """(train clips/s, decode-only clips/s, host batch) of one config."""
-  from vivit_jax.data import build_dataset
-
   ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
   batch = ds.host_batch
   train = clips_per_second(ds.train_iter(), batch, FLAGS.warmup, FLAGS.num_batches)
@@ -274,11 +271,6 @@ def _summary(values: list[float]) -> str:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  import glob
-
-  from vivit_jax import config as config_lib
-  from vivit_jax.data import pipeline
-
   pipeline.CROP_DECODE = FLAGS.crop_decode
   config = FLAGS.config
   if FLAGS.fake_data:
@@ -334,8 +326,6 @@ def main(argv: Sequence[str]) -> None:
     return
   if config.dataset_name != 'video_files':
     raise app.UsageError('--compare_tfrecords needs dataset_name=video_files.')
-  from vivit_jax.data import video_files
-
   shards = _convert_to_tfrecords(config, FLAGS.compare_tfrecords)
   videos = [e.path for e in video_files.read_table(dc.base_dir, dc.tables.train)]
   tfr = config_lib.resolve(config.to_dict())

@@ -16,7 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 from absl import flags
 from ml_collections import config_flags
+from PIL import Image, ImageDraw
 
+from vivit_jax import config as config_lib
+from vivit_jax.data import build_dataset
 from vivit_jax.tools import cli
 
 FLAGS = flags.FLAGS
@@ -43,8 +46,6 @@ def label_text(target: np.ndarray, names: Sequence[str] | None) -> str:
 
 def grid(clips: np.ndarray, texts: Sequence[str], max_frames: int) -> np.ndarray:
   """u8[N,T,H,W,3] -> one u8 image with a label margin; frames spaced 2 px apart."""
-  from PIL import Image, ImageDraw
-
   n, t, h, w, _ = clips.shape
   columns = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
   pad = 2
@@ -64,11 +65,6 @@ def grid(clips: np.ndarray, texts: Sequence[str], max_frames: int) -> np.ndarray
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  from PIL import Image
-
-  from vivit_jax import config as config_lib
-  from vivit_jax.data import build_dataset
-
   config = config_lib.resolve(FLAGS.config)
   ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
   it = {'train': ds.train_iter, 'validation': ds.eval_iter, 'test': ds.test_iter}[FLAGS.split]()

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from vivit_jax.data import synthetic
 from vivit_jax.tools import cli
 
 FLAGS = flags.FLAGS
@@ -45,8 +46,6 @@ flags.DEFINE_enum(
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  from vivit_jax.data import synthetic
-
   start = time.perf_counter()
   write = synthetic.generate_mp4 if FLAGS.format == 'mp4' else synthetic.generate
   write(FLAGS.output_dir, seed=FLAGS.seed, limit=FLAGS.limit, variant=FLAGS.variant)
