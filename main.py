@@ -37,7 +37,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 _CLUSTER_ENV = ('TPU_WORKER_HOSTNAMES', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
 
 
-def _initialize_distributed() -> None:
+def _initialise_distributed() -> None:
   if FLAGS.coordinator_address:
     # CPU clusters need a collectives backend for cross-process psum.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
@@ -57,7 +57,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   quiet_orbax_logging()
   if FLAGS.distributed != 'off':
-    _initialize_distributed()
+    _initialise_distributed()
   logging.info(
     'JAX process %d of %d, devices: %s', jax.process_index(), jax.process_count(), jax.devices()
   )

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from vivit_jax.checkpoints import convert, detect_format, read_checkpoint
+from vivit_jax.checkpoints import convert, detect_format, formats, read_checkpoint
 from vivit_jax.checkpoints.formats import flatten
 from vivit_jax.models import build_model
 
@@ -136,3 +136,30 @@ def test_factorised_encoder_from_scenic_fe_interpolates_temporal_posemb(tmp_path
     'copied',
     'adapted',
   }
+
+
+def test_one_msgpack_reader_finds_params_and_names_what_is_wrong(tmp_path):
+  params = {'Dense_0': {'kernel': np.arange(6.0).reshape(2, 3)}}
+  for state in ({'params': params, 'global_step': 3}, {'optimizer': {'target': params}}):
+    path = _write_msgpack(tmp_path / 'state', state)
+    tree = formats.read_msgpack_params(path, 'Point at another file.')
+    np.testing.assert_array_equal(tree['Dense_0']['kernel'], params['Dense_0']['kernel'])
+  junk = tmp_path / 'junk'
+  junk.write_bytes(b'not msgpack at all')
+  with pytest.raises(formats.CheckpointFormatError, match=r"junk' is not a Scenic/Flax msgpack "):
+    formats.read_msgpack_params(str(junk), 'Point at another file.')
+  with pytest.raises(formats.CheckpointFormatError, match=r'\. Point at another file\.$'):
+    formats.read_msgpack_params(str(junk), 'Point at another file.')
+  empty = _write_msgpack(tmp_path / 'empty', {'params': {}})
+  with pytest.raises(formats.CheckpointFormatError, match='holds no parameters under `params`'):
+    formats.read_msgpack_params(empty, 'Point at another file.')
+
+
+def test_a_failed_msgpack_write_leaves_the_old_checkpoint_whole(tmp_path):
+  path = str(tmp_path / 'out' / 'checkpoint')
+  formats.write_scenic(path, {'a': {'b': np.ones(3, np.float32)}})
+  before = open(path, 'rb').read()
+  with pytest.raises(ValueError, match='not supported'):
+    formats.write_scenic(path, {'a': {'b': object()}})  # msgpack cannot hold an object array.
+  assert open(path, 'rb').read() == before
+  assert os.listdir(tmp_path / 'out') == ['checkpoint']

@@ -234,3 +234,13 @@ def test_the_hf_export_of_a_workdir_loads_in_transformers(run, tmp_path):
   hf = json.loads(done.stdout.strip().splitlines()[-1])
   assert hf['id2label'] == {str(i): name for i, name in enumerate(TINY_CLASSES)}
   np.testing.assert_allclose(np.array(hf['logits']), ours, atol=1e-5)
+
+
+def test_a_missing_required_flag_is_one_line_naming_it(tmp_path):
+  """Required flags are marked with flags.mark_flags_as_required; cli.run prints the error."""
+  done = _run(['-m', 'vivit_jax.tools.visualize', f'--config={CONFIG}', 'clip.mp4'], tmp_path)
+  assert done.returncode == 1, done.stderr
+  assert 'Traceback' not in done.stderr
+  errors = [line for line in done.stderr.splitlines() if ': error: ' in line]
+  assert len(errors) == 1 and '--checkpoint must have a value' in errors[0], done.stderr
+  assert os.listdir(tmp_path) == []

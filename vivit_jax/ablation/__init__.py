@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import ml_collections
 
 from vivit_jax import config as config_lib
-from vivit_jax.ablation import report, runner, sweeps
+from vivit_jax.ablation import pretrain, report, runner, sweeps
 from vivit_jax.ablation.sweeps import SWEEPS, Row, Sweep, get_sweep
 
 
@@ -38,8 +38,6 @@ def build_sweep(
     kwargs['values'] = tuple(values)
   if name == 'tubelet_init':
     if checkpoint is None:
-      from vivit_jax.ablation import pretrain
-
       checkpoint = pretrain.pretrain_image_model(
         config, workdir, num_steps=pretrain_steps, train_fn=train_fn
       )

@@ -7,6 +7,9 @@ import os
 import statistics
 from collections.abc import Sequence
 
+from matplotlib.figure import Figure
+
+from vivit_jax import fileio
 from vivit_jax.ablation.runner import RowResult
 from vivit_jax.ablation.sweeps import Sweep
 
@@ -72,13 +75,10 @@ def _x(sweep: Sweep, results: Sequence[RowResult], paper: bool) -> list[float]:
 
 def plot(sweep: Sweep, results: Sequence[RowResult], path: str) -> None:
   """Accuracy against GFLOPs or the swept value: ours left, the paper's right (if any)."""
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
   has_paper = any(r.row.paper_top1 is not None for r in results)
-  fig, axes = plt.subplots(1, 2 if has_paper else 1, figsize=(11 if has_paper else 6, 4.2))
+  # A bare Figure renders with Agg and touches no global pyplot state (no display needed).
+  fig = Figure(figsize=(11 if has_paper else 6, 4.2))
+  axes = fig.subplots(1, 2 if has_paper else 1)
   axes = list(axes) if has_paper else [axes]
   panels = [(axes[0], False, 'this run')]
   if has_paper:
@@ -113,8 +113,8 @@ def plot(sweep: Sweep, results: Sequence[RowResult], path: str) -> None:
     ax.grid(alpha=0.3)
   fig.suptitle(sweep.title)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  with fileio.atomic_write(path, 'wb') as f:
+    fig.savefig(f, format='png', dpi=110)
 
 
 def write_report(
@@ -125,6 +125,6 @@ def write_report(
   md_path = os.path.join(directory, f'{sweep.name}.md')
   png_path = os.path.join(directory, f'{sweep.name}.png')
   plot(sweep, results, png_path)
-  with open(md_path, 'w') as f:
+  with fileio.atomic_write(md_path) as f:
     f.write(markdown(sweep, results, header))
   return md_path, png_path

@@ -17,6 +17,7 @@ from typing import Any
 import flax.serialization
 import numpy as np
 
+from vivit_jax import fileio
 from vivit_jax.checkpoints import huggingface, workdir
 from vivit_jax.config import ConfigError
 from vivit_jax.errors import MissingFileError, UserError
@@ -151,20 +152,29 @@ def read_big_vision(path: str) -> Flat:
   return canonical_vit_names(flat)
 
 
-def read_scenic(path: str) -> Flat:
-  """Reads the params of a Scenic (Flax msgpack) train state: file or directory.
+def read_msgpack_params(path: str, fix: str) -> dict[str, Any]:
+  """Reads the params tree of a Flax msgpack file: a Scenic train state or `{'params': ...}`.
 
   Params are found under `params` or, in older train states, `optimizer/target`.
+
+  Args:
+    path: the msgpack file.
+    fix: the sentence that tells the user what to point at instead, said when
+      the file is no msgpack checkpoint.
+
+  Returns:
+    The params as a nested dict of numpy arrays.
+
+  Raises:
+    CheckpointFormatError: the file is no msgpack, or holds no parameters.
   """
-  with open(_scenic_file(path), 'rb') as f:
+  with open(path, 'rb') as f:
     data = f.read()
   try:
     state = flax.serialization.msgpack_restore(data)
   except Exception as e:  # msgpack raises its own (undocumented) error types.
     raise CheckpointFormatError(
-      f'{path!r} is not a Scenic/Flax msgpack checkpoint ({type(e).__name__}: {e}). Point '
-      'init_from.checkpoint_path at a ViT (.npz), Scenic/Flax (msgpack) or Hugging Face '
-      'checkpoint, or set init_from.checkpoint_format.'
+      f'{path!r} is not a Scenic/Flax msgpack checkpoint ({type(e).__name__}: {e}). {fix}'
     ) from None
   tree = state
   while isinstance(tree, Mapping) and ('params' in tree or 'optimizer' in tree):
@@ -173,6 +183,16 @@ def read_scenic(path: str) -> Flat:
     raise CheckpointFormatError(
       f'{path!r} holds no parameters under `params` or `optimizer/target`.'
     )
+  return tree
+
+
+def read_scenic(path: str) -> Flat:
+  """Reads the params of a Scenic (Flax msgpack) train state: file or directory."""
+  tree = read_msgpack_params(
+    _scenic_file(path),
+    'Point init_from.checkpoint_path at a ViT (.npz), Scenic/Flax (msgpack) or Hugging Face '
+    'checkpoint, or set init_from.checkpoint_format.',
+  )
   return canonical_vit_names(flatten(tree))
 
 
@@ -217,6 +237,6 @@ def read_checkpoint(
 def write_scenic(path: str, params: Mapping[str, Any]) -> None:
   """Writes {'params': params} as a Flax msgpack file (Scenic's checkpoint format)."""
   tree = unflatten(flatten(params))
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, 'wb') as f:
-    f.write(flax.serialization.msgpack_serialize({'params': tree}))
+  data = flax.serialization.msgpack_serialize({'params': tree})
+  with fileio.atomic_write(os.path.abspath(path), 'wb') as f:
+    f.write(data)

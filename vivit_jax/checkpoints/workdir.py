@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 from vivit_jax.errors import MissingFileError, UserError
 
@@ -114,8 +115,6 @@ def read_params(item: str) -> dict[str, Any]:
   Returns:
     The params as a nested dict of numpy arrays (optimizer moments stay on disk).
   """
-  import orbax.checkpoint as ocp
-
   item = resolve_path(item)
   checkpointer = ocp.PyTreeCheckpointer()
   absl_logger = logging.getLogger('absl')
@@ -141,11 +140,45 @@ def read_params(item: str) -> dict[str, Any]:
   return restored['params']
 
 
-def _flat(tree: Any) -> dict[str, tuple[int, ...]]:
+def param_layout(tree: Any) -> dict[str, tuple[int, ...]]:
+  """{'a/b/kernel': shape} of a params tree, a state dict or an Orbax metadata tree.
+
+  Names are '/'-joined dict keys (or sequence indices), in the tree's flattening
+  order; a metadata leaf has no value, so its `shape` is read.
+  """
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
   return {
-    '/'.join(str(getattr(p, 'key', p)) for p in path): tuple(np.shape(v)) for path, v in leaves
+    '/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path): tuple(
+      getattr(leaf, 'shape', None) or np.shape(leaf)
+    )
+    for path, leaf in leaves
   }
+
+
+def layout_differences(
+  saved: dict[str, tuple[int, ...]], wanted: dict[str, tuple[int, ...]], limit: int = 3
+) -> list[str]:
+  """What keeps a checkpoint's layout `saved` from fitting the model's `wanted`, in words.
+
+  Args:
+    saved: {name: shape} of the checkpoint (`param_layout`).
+    wanted: {name: shape} of the model.
+    limit: how many differences to name; the rest are counted.
+
+  Returns:
+    Different shapes and missing names in the order of `wanted`, then the
+    checkpoint's extra names in the order of `saved`; empty when they fit.
+  """
+  problems = [
+    f'{k} has shape {saved[k]} in the checkpoint but {wanted[k]} in the model'
+    for k in wanted
+    if k in saved and saved[k] != wanted[k]
+  ]
+  problems += [f'{k} is missing from the checkpoint' for k in wanted if k not in saved]
+  problems += [f'{k} is in the checkpoint but not in the model' for k in saved if k not in wanted]
+  if len(problems) > limit:
+    problems = problems[:limit] + [f'and {len(problems) - limit} more differences']
+  return problems
 
 
 # Config keys that change the parameters' shapes, compared with a workdir's config.json.
@@ -200,21 +233,12 @@ def check_fits(
   expected = jax.eval_shape(
     lambda: module.init(jax.random.key(0), np.zeros((1, *shape), np.float32), train=False)
   )['params']
-  want, got = _flat(expected), _flat(params)
-  # Worded as the trainer words a workdir that does not fit (train/checkpointing.py).
-  problems = [
-    f'{k} has shape {got[k]} in the checkpoint but {want[k]} in the model'
-    for k in sorted(want.keys() & got.keys())
-    if got[k] != want[k]
-  ]
-  problems += [f'{k} is missing from the checkpoint' for k in sorted(want.keys() - got.keys())]
-  problems += [
-    f'{k} is in the checkpoint but not in the model' for k in sorted(got.keys() - want.keys())
-  ]
+  # Sorted by name, so that the message lists parameters alphabetically.
+  problems = layout_differences(
+    dict(sorted(param_layout(params).items())), dict(sorted(param_layout(expected).items()))
+  )
   if not problems:
     return
-  if len(problems) > 3:
-    problems = problems[:3] + [f'and {len(problems) - 3} more differences']
   fix = 'Pass the config it was trained with.'
   saved = saved_config(source) if source.endswith(os.sep + _ITEM) else None
   if saved is not None:

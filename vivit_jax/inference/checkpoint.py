@@ -5,8 +5,9 @@ Three layouts are accepted, so that a user can point at whatever they have:
   vivit_jax/train/checkpointing.py): its latest complete step, or `step`;
 - an Orbax checkpoints directory (the `checkpoints/` folder itself) or one
   step directory in it;
-- a Flax msgpack file `{'params': ...}` or a directory holding `checkpoint`
-  (`python -m vivit_jax.tools.convert_checkpoint`, Scenic's format).
+- a Flax msgpack file (`{'params': ...}` or a Scenic train state) or a
+  directory holding `checkpoint` (`python -m vivit_jax.tools.convert_checkpoint`,
+  Scenic's format).
 Only `params` is read: an Orbax train state's optimizer moments stay on disk.
 Relative paths are taken from the current directory.
 """
@@ -14,14 +15,16 @@ Relative paths are taken from the current directory.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
-import flax.serialization
-
-from vivit_jax.checkpoints import workdir
+from vivit_jax.checkpoints import formats, workdir
 from vivit_jax.data import records
 from vivit_jax.errors import MissingFileError
+
+_FIX = (
+  'Point --checkpoint at the --workdir of a training run, or at a file written by '
+  'convert_checkpoint.'
+)
 
 
 def _msgpack_file(path: str) -> str:
@@ -32,17 +35,8 @@ def _msgpack_file(path: str) -> str:
     return candidate
   raise MissingFileError(
     f'{path} is neither a training workdir, an Orbax checkpoint nor a msgpack checkpoint '
-    "(no 'checkpoints/<step>', '<step>/default' or 'checkpoint' inside). Point --checkpoint "
-    'at the --workdir of a training run, or at a file written by convert_checkpoint.'
+    f"(no 'checkpoints/<step>', '<step>/default' or 'checkpoint' inside). {_FIX}"
   )
-
-
-def _read_msgpack_params(path: str) -> dict[str, Any]:
-  with open(path, 'rb') as f:
-    state = flax.serialization.msgpack_restore(f.read())
-  if not isinstance(state, Mapping) or 'params' not in state:
-    raise MissingFileError(f'{path} holds no `params` (a Flax msgpack {{"params": ...}} expected).')
-  return state['params']
 
 
 def load_params(path: str, step: int | None = None) -> tuple[dict[str, Any], str]:
@@ -58,8 +52,9 @@ def load_params(path: str, step: int | None = None) -> tuple[dict[str, Any], str
     (params as a nested dict of numpy arrays, the absolute path actually read).
 
   Raises:
-    MissingFileError: nothing at `path` looks like a checkpoint, it holds no
-      params, or `step` was not saved (the message lists the saved steps).
+    MissingFileError: nothing at `path` looks like a checkpoint, or `step`
+      was not saved (the message lists the saved steps).
+    CheckpointFormatError: the file is no msgpack, or holds no params.
   """
   path = workdir.resolve_path(path)
   if not os.path.exists(path):
@@ -74,7 +69,7 @@ def load_params(path: str, step: int | None = None) -> tuple[dict[str, Any], str
   if step is not None:
     raise MissingFileError(f'{path} is not a training workdir: it has no steps to choose from.')
   file = _msgpack_file(path)
-  return _read_msgpack_params(file), file
+  return formats.read_msgpack_params(file, _FIX), file
 
 
 def default_label_map(checkpoint: str | None, base_dir: str | None) -> str | None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import tensorflow as tf
+from jax.experimental import jax2tf
+
 
 def export_saved_model(module: Any, params: Any, shape: Sequence[int], output: str) -> None:
   """Writes `module` with `params` as a SavedModel with a polymorphic batch dimension.
@@ -15,8 +18,6 @@ def export_saved_model(module: Any, params: Any, shape: Sequence[int], output: s
     shape: (T, S, S, 3) of one view.
     output: the SavedModel directory.
   """
-  import tensorflow as tf
-  from jax.experimental import jax2tf
 
   def forward(p, video):
     return module.apply({'params': p}, video, train=False)

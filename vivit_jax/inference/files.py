@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TextIO
+
+from tqdm import tqdm
+
+from vivit_jax import fileio
 
 VIDEO_EXTENSIONS = ('.mp4', '.m4v', '.mov', '.avi', '.mkv', '.webm', '.mpg', '.mpeg', '.wmv')
 
@@ -65,13 +70,13 @@ def predict_files(
   """Predicts every file, prints tables, writes JSON lines; returns the number of failures.
 
   Batches are padded to `batch_size` views so that one compiled step serves all.
+  `output` appears only once every file is done (an interruption leaves no part
+  of it); an unreadable file is a line with its error, not a failure of the run.
   """
-  from tqdm import tqdm
-
   errors: list[tuple[str, str]] = []
-  sink = open(output + '.tmp', 'w') if output else None
-  bar = tqdm(total=len(paths), unit='video', file=err, disable=not progress)
-  try:
+  with contextlib.ExitStack() as stack:
+    sink = stack.enter_context(fileio.atomic_write(output)) if output else None
+    bar = stack.enter_context(tqdm(total=len(paths), unit='video', file=err, disable=not progress))
     batch: list = []
     failed = 0
     stream = _decoded(classifier, paths, errors)
@@ -104,13 +109,9 @@ def predict_files(
         batch = []
       if item is None:
         break
-  finally:
-    bar.close()
     if sink:
       for path, message in errors:
         sink.write(json.dumps({'video': path, 'error': message}) + '\n')
-      sink.close()
-      os.replace(output + '.tmp', output)
   if errors:
     names = ', '.join(path for path, _ in errors)
     print(f'{len(errors)} of {len(paths)} videos could not be read: {names}', file=err)

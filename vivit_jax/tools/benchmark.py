@@ -23,7 +23,9 @@ import platform
 
 import jax
 from absl import flags, logging
+from matplotlib.figure import Figure
 
+from vivit_jax import fileio
 from vivit_jax.config import load_config_file, resolve
 from vivit_jax.perf import (
   Result,
@@ -111,7 +113,7 @@ def main(argv):
   if sweep:
     lines += _scaling_section(base, names, sweep, batch, max(1, repeats // 2))
   lines += ['', 'Reproduce: `python -m vivit_jax.tools.benchmark ' + _command_flags() + '`', '']
-  with open(_OUT.value, 'w') as f:
+  with fileio.atomic_write(_OUT.value) as f:
     f.write('\n'.join(lines))
   print('\n'.join(lines))
 
@@ -169,11 +171,6 @@ def _fast_path_section(base, name, batch, repeats, plain: Result | None) -> list
 
 
 def _scaling_section(base, names, frames, batch, repeats) -> list[str]:
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
   tubelet_t = base.model.patches.size[2]
   frames = [f for f in frames if f % tubelet_t == 0]
   table = {name: [] for name in names}
@@ -183,7 +180,8 @@ def _scaling_section(base, names, frames, batch, repeats) -> list[str]:
       config.dataset_configs.num_frames = f
       logging.info('Scaling: %s at %d frames', name, f)
       table[name].append(measure(config, batch, repeats))
-  fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
+  fig = Figure(figsize=(11, 4))
+  ax_t, ax_m = fig.subplots(1, 2)
   for name in names:
     ax_t.plot(frames, [1e3 * r.train_s for r in table[name]], marker='o', label=name)
     ax_m.plot(frames, [r.train_bytes / 2**20 for r in table[name]], marker='o', label=name)
@@ -196,8 +194,8 @@ def _scaling_section(base, names, frames, batch, repeats) -> list[str]:
   ax_t.legend(fontsize=7)
   fig.tight_layout()
   plot = os.path.splitext(_OUT.value)[0] + '_scaling.png'
-  os.makedirs(os.path.dirname(os.path.abspath(plot)), exist_ok=True)
-  fig.savefig(plot, dpi=120)
+  with fileio.atomic_write(plot, 'wb') as f:
+    fig.savefig(f, format='png', dpi=120)
   header = '| variant | ' + ' | '.join(f'{f} frames: ms / MiB' for f in frames) + ' |'
   lines = ['## Scaling with the number of frames', '', f'![scaling]({os.path.basename(plot)})', '']
   lines += [header, '|---|' + '---|' * len(frames)]

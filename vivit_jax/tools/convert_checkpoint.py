@@ -19,7 +19,7 @@ export then carries the label names of the workdir's or dataset's label map.
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from vivit_jax.checkpoints import formats
@@ -37,17 +37,11 @@ _LABEL_MAP = flags.DEFINE_string(
   None,
   "Class names, one a line; default: the workdir's or dataset's label_map.txt.",
 )
+flags.mark_flags_as_required([_CONFIG, _CHECKPOINT, _OUTPUT])
 
 
 def main(argv: list[str]) -> None:
   del argv
-  for flag, value in (
-    ('--config', _CONFIG.value),
-    ('--checkpoint', _CHECKPOINT.value),
-    ('--output', _OUTPUT.value),
-  ):
-    if not value:
-      raise app.UsageError(f'{flag} is required.')
   print(
     convert_checkpoint(
       _CONFIG.value,

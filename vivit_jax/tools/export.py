@@ -18,29 +18,22 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from vivit_jax.inference import VideoClassifier
+from vivit_jax.inference.export import export_saved_model
 from vivit_jax.tools import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir or msgpack file.')
 _STEP = flags.DEFINE_integer('step', None, 'Step of a training workdir; default: the latest.')
 _OUTPUT = flags.DEFINE_string('output', None, 'SavedModel directory to write.')
+flags.mark_flags_as_required([_CONFIG, _CHECKPOINT, _OUTPUT])
 
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  for flag, value in (
-    ('--config', _CONFIG.value),
-    ('--checkpoint', _CHECKPOINT.value),
-    ('--output', _OUTPUT.value),
-  ):
-    if not value:
-      raise app.UsageError(f'{flag} is required.')
-  from vivit_jax.inference import VideoClassifier
-  from vivit_jax.inference.export import export_saved_model
-
   classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value)
   export_saved_model(
     classifier.module, classifier.params, classifier.input_shape, os.path.abspath(_OUTPUT.value)

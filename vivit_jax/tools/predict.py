@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from absl import app, flags
 from ml_collections import config_flags
 
-from vivit_jax.inference import files
+from vivit_jax.inference import VideoClassifier, files
 from vivit_jax.tools import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
@@ -36,17 +36,13 @@ _JPEG_QUALITY = flags.DEFINE_integer(
   None,
   'JPEG-encode frames as make_tfrecords does (90) instead of lossless.',
 )
+flags.mark_flags_as_required([_CONFIG, _CHECKPOINT])
 
 
 def main(argv: Sequence[str]) -> None:
-  for flag, value in (('--config', _CONFIG.value), ('--checkpoint', _CHECKPOINT.value)):
-    if not value:
-      raise app.UsageError(f'{flag} is required.')
   paths = files.expand(argv[1:])
   if not paths:
     raise app.UsageError('Give at least one video file or directory.')
-  from vivit_jax.inference import VideoClassifier
-
   classifier = VideoClassifier.from_checkpoint(
     _CONFIG.value,
     _CHECKPOINT.value,

@@ -20,7 +20,12 @@ from collections.abc import Sequence
 
 from absl import app, flags
 from ml_collections import config_flags
+from PIL import Image
 
+from vivit_jax import fileio
+from vivit_jax.errors import UserError
+from vivit_jax.inference import VideoClassifier
+from vivit_jax.inference.heatmap import attention_image
 from vivit_jax.tools import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
@@ -28,23 +33,20 @@ _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Workdir, Orbax step dir o
 _STEP = flags.DEFINE_integer('step', None, 'Step of a training workdir; default: the latest.')
 _OUT = flags.DEFINE_string('out', 'attention.png', 'Image to write.')
 _SCALE = flags.DEFINE_integer('scale', 1, 'Resolution multiplier of the figure.', lower_bound=1)
+flags.mark_flags_as_required([_CONFIG, _CHECKPOINT])
 
 
 def main(argv: Sequence[str]) -> None:
-  for flag, value in (('--config', _CONFIG.value), ('--checkpoint', _CHECKPOINT.value)):
-    if not value:
-      raise app.UsageError(f'{flag} is required.')
   if len(argv) != 2:
     raise app.UsageError('Give exactly one video.')
-  from PIL import Image
-
-  from vivit_jax.inference import VideoClassifier
-  from vivit_jax.inference.heatmap import attention_image
-
+  image_format = Image.registered_extensions().get(os.path.splitext(_OUT.value)[1].lower())
+  if image_format is None:
+    raise UserError(f'--out={_OUT.value} has no image extension PIL knows: use .png or .jpg.')
   classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value)
   frames = classifier.decode(argv[1])
   image = attention_image(classifier, frames, _SCALE.value, title=os.path.basename(argv[1]))
-  Image.fromarray(image).save(_OUT.value)
+  with fileio.atomic_write(_OUT.value, 'wb') as f:
+    Image.fromarray(image).save(f, format=image_format)
   print(f'Wrote {_OUT.value} ({image.shape[1]}x{image.shape[0]})')
 
 

@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from vivit_jax.checkpoints import workdir
 from vivit_jax.errors import UserError
 from vivit_jax.train.state import TrainState
 
@@ -62,29 +63,9 @@ class CheckpointSaveError(UserError, OSError):
 
 def _layout(tree: Any) -> dict[str, tuple[int, ...]]:
   """{'params/Dense_0/kernel': shape} of a state dict or an Orbax metadata tree."""
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  layout = {
-    '/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path): tuple(
-      getattr(leaf, 'shape', None) or np.shape(leaf)
-    )
-    for path, leaf in leaves
-  }
+  layout = workdir.param_layout(tree)
   # Parameters first: they say most plainly which model wrote the checkpoint.
   return dict(sorted(layout.items(), key=lambda item: not item[0].startswith('params/')))
-
-
-def _layout_differences(saved: Any, wanted: Any, limit: int = 3) -> list[str]:
-  saved, wanted = _layout(saved), _layout(wanted)
-  problems = [
-    f'{k} has shape {saved[k]} in the checkpoint but {wanted[k]} in the model'
-    for k in wanted
-    if k in saved and saved[k] != wanted[k]
-  ]
-  problems += [f'{k} is missing from the checkpoint' for k in wanted if k not in saved]
-  problems += [f'{k} is in the checkpoint but not in the model' for k in saved if k not in wanted]
-  if len(problems) > limit:
-    problems = problems[:limit] + [f'and {len(problems) - limit} more differences']
-  return problems
 
 
 class Checkpointer:
@@ -160,7 +141,9 @@ class Checkpointer:
     # an error that does not mention the checkpoint.
     saved = self._manager.item_metadata(step)
     saved = getattr(saved, 'tree', saved)
-    problems = _layout_differences(saved, template) if saved is not None else []
+    problems = (
+      workdir.layout_differences(_layout(saved), _layout(template)) if saved is not None else []
+    )
     if problems:
       raise CheckpointMismatchError(
         f'The checkpoint of step {step} in {self.directory} does not fit the model of this '
