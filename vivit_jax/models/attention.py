@@ -22,41 +22,21 @@ AttentionFn = Callable[..., jax.Array]
 _IMPLEMENTATIONS = {'default': None, 'xla': 'xla', 'cudnn': 'cudnn'}
 
 
-def _attend(
-  query: jax.Array,
-  key: jax.Array,
-  value: jax.Array,
-  *,
-  implementation: str,
-  dropout_rng: jax.Array | None,
-  dropout_rate: float,
-  broadcast_dropout: bool,
-  deterministic: bool,
-  dtype,
-  precision,
-) -> jax.Array:
+def _attend(query: jax.Array, key: jax.Array, value: jax.Array, *, implementation: str, **options):
   """softmax(q k^T / sqrt(d)) v over axis -3.
 
   Args:
     query, key, value: [batch..., length, heads, head_dim]; any number of
       leading batch axes, which are flattened for the fused kernel.
     implementation: 'default', 'xla' or 'cudnn' (see jax.nn.dot_product_attention).
+    **options: the keywords Flax gives an attention_fn (dropout_rng,
+      dropout_rate, broadcast_dropout, deterministic, dtype, precision).
 
   Returns:
     [batch..., length, heads, head_dim].
   """
-  if not deterministic and dropout_rate > 0.0:
-    return nn.dot_product_attention(
-      query,
-      key,
-      value,
-      dropout_rng=dropout_rng,
-      dropout_rate=dropout_rate,
-      broadcast_dropout=broadcast_dropout,
-      deterministic=False,
-      dtype=dtype,
-      precision=precision,
-    )
+  if not options['deterministic'] and options['dropout_rate'] > 0.0:
+    return nn.dot_product_attention(query, key, value, **options)
   batch_shape = query.shape[:-3]
   flat = lambda a: a.reshape((-1,) + a.shape[-3:])
   out = jax.nn.dot_product_attention(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -26,6 +26,7 @@ from vivit_jax.models.options import (
 )
 from vivit_jax.models.vivit import FactorisedEncoderViViT, ViViT
 
+_Options = TypeVar('_Options')
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
@@ -219,6 +220,12 @@ def _encoders(config: ml_collections.ConfigDict, hidden_size: int) -> dict[str, 
   return {'Transformer': encoder}
 
 
+def _options(cls: type[_Options], section: ml_collections.ConfigDict, **given: Any) -> _Options:
+  """An option group: the fields not `given` are the section's keys of the same names."""
+  names = [f.name for f in dataclasses.fields(cls) if f.name not in given]
+  return cls(**{name: section[name] for name in names}, **given)
+
+
 def describe_model(
   config: ml_collections.ConfigDict | Mapping, num_classes: int | None = None
 ) -> ModelDescription:
@@ -256,43 +263,19 @@ def describe_model(
   _check_input_size(config, patch)
   if encoding.method == 'temporal_sampling':
     _require('model.temporal_encoding_config.n_sampled_frames', encoding.n_sampled_frames)
-  head = HeadOptions(
-    num_classes=_num_classes(config, num_classes),
-    classifier=model.classifier,
-    representation_size=model.representation_size,
-    return_prelogits=model.return_prelogits,
-  )
+  head = _options(HeadOptions, model, num_classes=_num_classes(config, num_classes))
   encoders = _encoders(config, hidden_size)
   data = config.dataset_configs
   if data.num_frames is None or data.crop_size is None:
     raise ConfigError(
       'Set dataset_configs.num_frames and crop_size: they give the input shape and token grid.'
     )
-  tokens = TokenOptions(
-    method=encoding.method,
-    patch_size=patch,
-    hidden_size=hidden_size,
-    n_sampled_frames=encoding.n_sampled_frames,
-    kernel_init_method=encoding.kernel_init_method,
-  )
+  tokens = _options(TokenOptions, encoding, patch_size=patch, hidden_size=hidden_size)
   shape = _clip_shape(data)
   return ModelDescription(
     tokens=tokens,
-    attention=AttentionOptions(
-      type=attention.type,
-      attention_order=attention.attention_order,
-      attention_kernel_init_method=attention.attention_kernel_init_method,
-      spatial_only_baseline=attention.spatial_only_baseline,
-    ),
-    options=BlockOptions(
-      dropout_rate=model.dropout_rate,
-      attention_dropout_rate=model.attention_dropout_rate,
-      stochastic_droplayer_rate=model.stochastic_droplayer_rate,
-      stochastic_depth_rescale=model.stochastic_depth_rescale,
-      attention_implementation=model.attention_implementation,
-      remat=model.remat,
-      dtype=_DTYPES[config.model_dtype_str],
-    ),
+    attention=_options(AttentionOptions, attention),
+    options=_options(BlockOptions, model, dtype=_DTYPES[config.model_dtype_str]),
     head=head,
     encoders=encoders,
     input_shape=shape,

@@ -3,7 +3,8 @@
 Each group is a small frozen dataclass with required fields: `build_model`
 fills them once from the config (the only place with defaults is
 vivit_jax/config.py) and the modules pass them down unchanged, so an option is
-spelt once here and read where it acts. Field names are the config's keys.
+spelt once here and read where it acts. Field names are the config's keys, and
+`build.describe_model` fills the fields by those names.
 """
 
 from __future__ import annotations
