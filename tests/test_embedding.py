@@ -54,10 +54,17 @@ def test_average_frame_initializer_repeats_one_frame():
     np.testing.assert_array_equal(kernel[t], kernel[0])
 
 
+def patch_embedding(features, patch):
+  """PatchEmbedding with nn.Conv's default initialiser, in float32."""
+  return embedding.PatchEmbedding(
+    features, patch, kernel_init=nn.initializers.lecun_normal(), dtype=jnp.float32
+  )
+
+
 @pytest.mark.parametrize('patch', [(2, 4, 4), (1, 2, 3)])
 def test_patch_embedding_equals_strided_conv(patch):
   x = jax.random.normal(jax.random.key(1), (2, 4, 8, 12, 3))
-  ours = embedding.PatchEmbedding(6, patch)
+  ours = patch_embedding(6, patch)
   params = ours.init(jax.random.key(0), x)
   conv = nn.Conv(6, patch, strides=patch, padding='VALID')
   expected = conv.apply(params, x)
@@ -66,7 +73,7 @@ def test_patch_embedding_equals_strided_conv(patch):
 
 def test_patch_embedding_rejects_indivisible_input():
   with pytest.raises(ValueError, match='not divisible by the patch size'):
-    embedding.PatchEmbedding(4, (2, 4, 4)).init(jax.random.key(0), jnp.zeros((1, 3, 8, 8, 3)))
+    patch_embedding(4, (2, 4, 4)).init(jax.random.key(0), jnp.zeros((1, 3, 8, 8, 3)))
 
 
 def test_tokens_are_time_major():
@@ -79,6 +86,6 @@ def test_tokens_are_time_major():
   kernel = np.zeros((2, 4, 4, 3, 1), np.float32)
   kernel[0, 0, 0, 0, 0] = 1.0
   params = {'params': {'kernel': kernel, 'bias': np.zeros(1, np.float32)}}
-  tokens = embedding.PatchEmbedding(1, (2, 4, 4)).apply(params, video)
+  tokens = patch_embedding(1, (2, 4, 4)).apply(params, video)
   flat = np.asarray(tokens).reshape(-1)
   np.testing.assert_array_equal(flat, [0, 4, 40, 44, 200, 204, 240, 244])

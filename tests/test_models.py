@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scenic_reference
 
-from vivit_jax.models import build_model
+from vivit_jax.config import ConfigError
+from vivit_jax.models import build_model, build_module, describe_model
 
 VARIANTS = [
   ('spacetime', 'token'),
@@ -322,3 +323,57 @@ def test_config_is_not_mutated_by_build():
   before = copy.deepcopy(config)
   build_model(config)
   assert config == before
+
+
+BASELINE = {'attention_config': {'type': 'factorized_encoder', 'spatial_only_baseline': True}}
+SAMPLED = {
+  'patches': {'size': (4, 4)},
+  'temporal_encoding_config': {'method': 'temporal_sampling', 'n_sampled_frames': 8},
+}
+
+
+@pytest.mark.parametrize(
+  'attention_type,classifier,extra',
+  [(a, c, {}) for a, c in VARIANTS]
+  + [('factorized_encoder', 'token', BASELINE), ('spacetime', 'token', SAMPLED)],
+)
+def test_description_names_the_modules_and_shapes_of_the_parameter_tree(
+  attention_type, classifier, extra
+):
+  config = tiny_config(attention_type, classifier, **extra)
+  model = describe_model(config)
+  assert model.input_shape == (4, 8, 8, 3) and model.attention_type == attention_type
+  assert model.hidden_size == 16 and model.num_classes == 5 and model.classifier == classifier
+  assert model.spatial_only_baseline == (extra is BASELINE)
+  # 8 sampled frames of a 4-frame clip are its 4 frames; tubelets of 2 frames give 2 steps.
+  sampled = extra is SAMPLED
+  assert model.temporal_encoding == ('temporal_sampling' if sampled else '3d_conv')
+  assert model.token_grid == ((4 if sampled else 2), 2, 2)
+  assert model.patch_size == ((4, 4, 1) if sampled else (4, 4, 2))
+  clip = jax.ShapeDtypeStruct((1, *model.input_shape), jnp.float32)
+  init = lambda module: jax.eval_shape(
+    lambda x: module.init({'params': jax.random.key(0)}, x, train=False), clip
+  )['params']
+  params = init(build_module(model))
+  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(
+    init(build_model(config))
+  )
+  assert set(params) - {'embedding', 'output_projection'} == set(model.encoders) | set(
+    model.class_tokens
+  )
+  t, h, w = model.token_grid
+  for name, size in model.encoders.items():
+    tokens = {'SpatialTransformer': h * w, 'TemporalTransformer': t}.get(name, t * h * w)
+    tokens += int(bool(model.class_tokens))
+    assert params[name]['posembed_input']['pos_embedding'].shape == (1, tokens, 16)
+    assert f'encoderblock_{size.num_layers - 1}' in params[name]
+    assert f'encoderblock_{size.num_layers}' not in params[name]
+
+
+def test_description_without_classes_builds_no_model():
+  config = tiny_config()
+  del config['dataset_configs']['num_classes']
+  assert describe_model(config).num_classes is None
+  assert describe_model(config, 3).num_classes == 3
+  with pytest.raises(ConfigError, match='dataset_configs.num_classes'):
+    build_model(config)

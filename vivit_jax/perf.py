@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from vivit_jax.config import resolve
 from vivit_jax.data import build_dataset
 from vivit_jax.data.prefetch import prefetch_to_device
-from vivit_jax.models import build_model
+from vivit_jax.models import build_model, build_module, describe_model
 from vivit_jax.models import stats as stats_lib
 from vivit_jax.models.embedding import PatchEmbedding
 from vivit_jax.task import Task
@@ -85,10 +85,10 @@ class Result:
 def measure(config, batch_size: int, repeats: int, run: bool = True) -> Result:
   """Compiles (and unless `run` is False, times) one variant's train and eval steps."""
   config = resolve(config)
-  module = build_model(config)
-  data = config.dataset_configs
-  shape = (data.num_frames, data.crop_size, data.crop_size, 3)
-  num_classes = data.num_classes
+  model = describe_model(config)
+  module = build_module(model)
+  shape = model.input_shape
+  num_classes = model.num_classes
   abstract = stats_lib.abstract_params(module, shape)
 
   # The step's cost does not depend on the schedule's length or the initial values.
@@ -140,10 +140,13 @@ def measure(config, batch_size: int, repeats: int, run: bool = True) -> Result:
 
 def embedding_comparison(config, batch_size: int, repeats: int) -> tuple[float, float]:
   """Seconds of the tubelet embedding as reshape+matmul (ours) and as nn.Conv."""
-  data, model = config.dataset_configs, config.model
-  fh, fw, ft = model.patches.size
-  video = jnp.zeros((batch_size, data.num_frames, data.crop_size, data.crop_size, 3))
-  ours = PatchEmbedding(model.hidden_size, (ft, fh, fw))
+  model = describe_model(config)
+  fh, fw, ft = model.patch_size
+  video = jnp.zeros((batch_size, *model.input_shape))
+  # nn.Conv's default initialiser, so both layers take the same params.
+  ours = PatchEmbedding(
+    model.hidden_size, (ft, fh, fw), kernel_init=nn.initializers.lecun_normal(), dtype=jnp.float32
+  )
   conv = nn.Conv(model.hidden_size, (ft, fh, fw), strides=(ft, fh, fw), padding='VALID')
   params = ours.init(jax.random.key(0), video)
   times = []

@@ -14,6 +14,7 @@ from typing import Any
 
 import ml_collections
 
+from vivit_jax.models import ModelDescription, describe_model
 from vivit_jax.variants import VARIANTS
 
 
@@ -54,33 +55,35 @@ class Sweep:
   note: str = ''
 
 
-def _depth(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+def _depth(model: ModelDescription) -> tuple[int, int, int]:
   """(num_heads, mlp_dim, num_layers) of the base model, whichever variant it is."""
-  m = config.model
-  if m.attention_config.type == 'factorized_encoder':
-    s = m.spatial_transformer
-    return s.num_heads, s.mlp_dim, s.num_layers
-  return m.num_heads, m.mlp_dim, m.num_layers
+  name = 'SpatialTransformer' if model.attention_type == 'factorized_encoder' else 'Transformer'
+  size = model.encoders[name]
+  return size.num_heads, size.mlp_dim, size.num_layers
 
 
-def _temporal_default(config: ml_collections.ConfigDict) -> int:
+def _temporal_default(config: ml_collections.ConfigDict, model: ModelDescription) -> int:
   """The base config's temporal depth, else a third of the depth (the paper's 12 + 4)."""
-  m = config.model
-  if m.attention_config.type == 'factorized_encoder' and m.temporal_transformer.num_layers:
-    return m.temporal_transformer.num_layers
-  return max(1, round(_depth(config)[2] / 3))
+  # Read from the key, not the description: the average-pool baseline has no
+  # temporal encoder, yet its temporal_transformer.num_layers is the depth this
+  # sweep gives Model 2.
+  temporal = config.model.temporal_transformer.num_layers
+  if model.attention_type == 'factorized_encoder' and temporal:
+    return temporal
+  return max(1, round(_depth(model)[2] / 3))
 
 
 def variant_overrides(config, name: str, temporal_layers: int | None = None) -> dict[str, Any]:
   """Overrides that turn the base model into variant `name` at the same width and depth."""
-  heads, mlp, layers = _depth(config)
+  model = describe_model(config)
+  heads, mlp, layers = _depth(model)
   variant = VARIANTS[name]
   out = {
     'model.attention_config.type': variant.attention_type,
     'model.attention_config.spatial_only_baseline': variant.spatial_only_baseline,
   }
   if variant.attention_type == 'factorized_encoder':
-    temporal = _temporal_default(config) if temporal_layers is None else temporal_layers
+    temporal = _temporal_default(config, model) if temporal_layers is None else temporal_layers
     enc = {'num_heads': heads, 'mlp_dim': mlp}
     out.update({f'model.spatial_transformer.{k}': v for k, v in enc.items()})
     out['model.spatial_transformer.num_layers'] = layers
@@ -118,8 +121,9 @@ def variants(config: ml_collections.ConfigDict) -> Sweep:
       283.9,
     ),
   )
-  _, _, layers = _depth(config)
-  n = _temporal_default(config)
+  model = describe_model(config)
+  _, _, layers = _depth(model)
+  n = _temporal_default(config, model)
   return Sweep(
     'variants',
     'Model variants (paper Table 2)',
@@ -157,8 +161,9 @@ def tubelet_init(config: ml_collections.ConfigDict, checkpoint: str | None = Non
   Every row but `random` loads `checkpoint` (a ViT .npz or the image model
   pre-trained by `vivit_jax.ablation.pretrain`; the runner fills it in).
   """
-  num_frames = config.dataset_configs.num_frames
-  t = config.model.patches.size[2]
+  model = describe_model(config)
+  num_frames = model.input_shape[0]
+  h, w, t = model.patch_size
   model1 = variant_overrides(config, 'spacetime')
   init = {
     **model1,
@@ -169,7 +174,7 @@ def tubelet_init(config: ml_collections.ConfigDict, checkpoint: str | None = Non
   sampled = {
     'model.temporal_encoding_config.method': 'temporal_sampling',
     'model.temporal_encoding_config.n_sampled_frames': num_frames // t,
-    'model.patches.size': tuple(config.model.patches.size[:2]) + (1,),
+    'model.patches.size': (h, w, 1),
     **init,
   }
   rows = (
@@ -244,9 +249,10 @@ def frames(config: ml_collections.ConfigDict, values: Sequence[int] | None = Non
   The default values stay at or below the config's `num_frames`, since a clip
   longer than its video wraps around (vivit_jax.data.sampling) and breaks the motion.
   """
-  t = config.model.patches.size[2]
+  model = describe_model(config)
+  t = model.patch_size[2]
   if values is None:
-    n = config.dataset_configs.num_frames
+    n = model.input_shape[0]
     values = sorted({max(t, v - v % t) for v in (n // 3, n // 2, 2 * n // 3, n)})
   rows = tuple(Row(f'{v} frames', {'dataset_configs.num_frames': int(v)}, v) for v in values)
   return Sweep('frames', 'Number of input frames', rows, 'value', 'input frames', 'none')

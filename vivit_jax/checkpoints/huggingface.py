@@ -19,6 +19,7 @@ import numpy as np
 
 from vivit_jax.checkpoints import safetensors
 from vivit_jax.config import ConfigError
+from vivit_jax.models.build import describe_model
 
 WEIGHTS_NAME = 'model.safetensors'
 CONFIG_NAME = 'config.json'
@@ -165,7 +166,7 @@ def check_config(config: Any) -> None:
 def hf_config(
   config: Any, num_classes: int, label_names: Sequence[str] | None = None
 ) -> dict[str, Any]:
-  """config.json of HF's VivitForVideoClassification for a resolved Model 1 config.
+  """config.json of HF's VivitForVideoClassification for a Model 1 config.
 
   Args:
     config: the resolved config.
@@ -173,8 +174,10 @@ def hf_config(
     label_names: class i's name at index i (`id2label`, `label2id`); LABEL_i
       when None, as transformers names them.
   """
-  model, data = config.model, config.dataset_configs
-  ph, pw, pt = model.patches.size
+  model = describe_model(config, num_classes)
+  ph, pw, pt = model.patch_size
+  encoder = model.encoders['Transformer']
+  num_frames, image_size = model.input_shape[:2]
   if label_names is not None and len(label_names) != num_classes:
     raise ConfigError(
       f'The label map has {len(label_names)} names for a model of {num_classes} classes: give '
@@ -185,14 +188,14 @@ def hf_config(
   return {
     'architectures': ['VivitForVideoClassification'],
     'model_type': 'vivit',
-    'num_frames': data.num_frames,
-    'image_size': data.crop_size,
+    'num_frames': num_frames,
+    'image_size': image_size,
     'tubelet_size': [pt, ph, pw],
     'num_channels': 3,
     'hidden_size': model.hidden_size,
-    'num_hidden_layers': model.num_layers,
-    'num_attention_heads': model.num_heads,
-    'intermediate_size': model.mlp_dim,
+    'num_hidden_layers': encoder.num_layers,
+    'num_attention_heads': encoder.num_heads,
+    'intermediate_size': encoder.mlp_dim,
     'hidden_act': 'gelu_fast',  # The tanh approximation, as Flax's nn.gelu.
     'hidden_dropout_prob': 0.0,
     'attention_probs_dropout_prob': 0.0,

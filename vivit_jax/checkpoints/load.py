@@ -13,16 +13,15 @@ from absl import logging
 
 from vivit_jax import config as config_lib
 from vivit_jax.checkpoints import formats, surgery
-from vivit_jax.models.build import build_model
+from vivit_jax.models.build import ModelDescription, build_module, describe_model
 
 _POSEMB = 'posembed_input/pos_embedding'
 
 
-def described_shapes(config: ml_collections.ConfigDict, num_classes: int | None) -> dict:
-  """{flat name: shape} of the params the config's model has (traced, nothing computed)."""
-  module = build_model(config, num_classes)
-  data = config.dataset_configs
-  video = jax.ShapeDtypeStruct((1, data.num_frames, data.crop_size, data.crop_size, 3), jnp.float32)
+def described_shapes(description: ModelDescription) -> dict:
+  """{flat name: shape} of the params of the described model (traced, nothing computed)."""
+  module = build_module(description)
+  video = jax.ShapeDtypeStruct((1, *description.input_shape), jnp.float32)
   shapes = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), video)
   # Shapes as 0-d arrays of objects would lose them in formats.flatten; carry them as tuples.
   leaves = jax.tree_util.tree_leaves_with_path(shapes['params'])
@@ -38,31 +37,32 @@ def check_params_match_config(
   tubelet), so params built from another config would otherwise fail later on
   a parameter whose checkpoint array is fine, with a message about the wrong thing.
   """
-  expected = described_shapes(config, num_classes)
+  model = describe_model(config, num_classes)
+  expected = described_shapes(model)
   given = {name: tuple(np.shape(x)) for name, x in flat.items()}
   if expected == given:
     return
-  data, model = config.dataset_configs, config.model
   problems = []
   missing, extra = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
   if missing or extra:
     problems.append(
-      f'the variant: model.attention_config.type={model.attention_config.type!r} '
+      f'the variant: model.attention_config.type={model.attention_type!r} '
       f'(classifier={model.classifier!r}) has {", ".join(map(repr, missing[:3])) or "nothing"}'
       f'{" ..." if len(missing) > 3 else ""} that the params lack, and the params have '
       f'{", ".join(map(repr, extra[:3])) or "nothing"}{" ..." if len(extra) > 3 else ""} '
       'that it does not'
     )
   shared = sorted(n for n in set(expected) & set(given) if expected[n] != given[n])
+  num_frames, crop_size = model.input_shape[:2]
   sizes = (
-    f'dataset_configs.num_frames={data.num_frames}, crop_size={data.crop_size}, '
-    f'model.patches.size={tuple(model.patches.size)}'
+    f'dataset_configs.num_frames={num_frames}, crop_size={crop_size}, '
+    f'model.patches.size (h, w, t)={model.patch_size}'
   )
   posembs = [n for n in shared if n.endswith(_POSEMB)]
   if posembs:
-    grid = surgery.make_plan(config, num_classes).grid
     problems.append(
-      f'the input size and token grid: {sizes} give a token grid (t, h, w) = {grid}, so '
+      f'the input size and token grid: {sizes} give a token grid (t, h, w) = '
+      f'{model.token_grid}, so '
       + ', '.join(f'{n!r} should be {expected[n]}, but the params have {given[n]}' for n in posembs)
     )
   if 'embedding/kernel' in shared:

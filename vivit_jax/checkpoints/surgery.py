@@ -29,7 +29,7 @@ import numpy as np
 
 from vivit_jax import config as config_lib
 from vivit_jax.checkpoints import adapters
-from vivit_jax.models.build import model_kwargs
+from vivit_jax.models.build import describe_model
 
 Flat = dict[str, np.ndarray]
 _POSEMB = 'posembed_input/pos_embedding'
@@ -73,33 +73,47 @@ class Plan:
   source_grid: adapters.Grid | None = None  # From init_from.model_config, if given.
 
 
-def _grid_of(config: ml_collections.ConfigDict) -> adapters.Grid | None:
-  """(t, h, w) tokens of a config's model, or None if it does not say."""
-  data, model = config.get('dataset_configs'), config.get('model')
-  if not data or not model or 'patches' not in model:
+def _given(tree: Any, path: str) -> Any:
+  """The value at dotted `path` of a free-form config, or None where it is not given."""
+  for key in path.split('.'):
+    if not isinstance(tree, (Mapping, ml_collections.ConfigDict)) or key not in tree:
+      return None
+    tree = tree[key]
+  return tree
+
+
+def _grid_of_source_config(model_config: Any) -> adapters.Grid | None:
+  """(t, h, w) tokens of `init_from.model_config`, or None if it does not say.
+
+  That config is free-form (whatever the user knows of the checkpoint's
+  model), so it is read key by key rather than described as a whole model.
+  """
+  size = _given(model_config, 'model.patches.size')
+  crop = _given(model_config, 'dataset_configs.crop_size')
+  if size is None or not crop:
     return None
-  size = tuple(model.patches.size)
-  encoding = model.get('temporal_encoding_config') or {}
-  if encoding.get('method') == 'temporal_sampling':
-    t = encoding.get('n_sampled_frames')
+  size = tuple(size)
+  if _given(model_config, 'model.temporal_encoding_config.method') == 'temporal_sampling':
+    t = _given(model_config, 'model.temporal_encoding_config.n_sampled_frames')
   else:
-    t = data.get('num_frames') and data.num_frames // (size[2] if len(size) > 2 else 1)
-  if not t or not data.get('crop_size'):
+    frames = _given(model_config, 'dataset_configs.num_frames')
+    t = frames and frames // (size[2] if len(size) > 2 else 1)
+  if not t:
     return None
-  return (int(t), data.crop_size // size[0], data.crop_size // size[1])
+  return (int(t), crop // size[0], crop // size[1])
 
 
-def make_plan(config: ml_collections.ConfigDict | Mapping, num_classes: int) -> Plan:
+def make_plan(config: ml_collections.ConfigDict | Mapping, num_classes: int | None) -> Plan:
   """Validates `config` (model and `init_from`) and returns the surgery plan."""
   config = config_lib.resolve(config)
-  _, kwargs = model_kwargs(config, num_classes)
+  model = describe_model(config, num_classes)
   init = config.init_from
   config_lib.check_choice(
     'init_from.positional_embed_size_change',
     init.positional_embed_size_change,
     adapters.POSEMB_METHODS,
   )
-  model_method = config.model.temporal_encoding_config.kernel_init_method
+  model_method = model.tokens.kernel_init_method
   if model_method == 'scenic_central_frame_initializer':
     # Only Scenic's from-scratch initialiser has the width-axis slip; its
     # checkpoint inflation puts the 2D kernel on the central frame.
@@ -110,22 +124,16 @@ def make_plan(config: ml_collections.ConfigDict | Mapping, num_classes: int) -> 
   config_lib.check_choice(
     'init_from.temporal_attention_init', init.temporal_attention_init, ('zero', 'copy_spatial')
   )
-  grid = _grid_of(config)
-  if grid is None:
-    raise config_lib.ConfigError(
-      'Set dataset_configs.num_frames and crop_size: positional embeddings are adapted to them.'
-    )
-  del kwargs
   return Plan(
-    kind=_KINDS[config.model.attention_config.type],
-    grid=grid,
+    kind=_KINDS[model.attention_type],
+    grid=model.token_grid,
     restore_positional_embedding=init.restore_positional_embedding,
     restore_input_embedding=init.restore_input_embedding,
     posemb_method=init.positional_embed_size_change,
     restore_output_proj=init.restore_output_proj,
     kernel_method=kernel_method,
     temporal_attention_init=init.temporal_attention_init,
-    source_grid=_grid_of(init.model_config),
+    source_grid=_grid_of_source_config(init.model_config),
   )
 
 

@@ -23,7 +23,7 @@ from vivit_jax.data import pipeline, records
 from vivit_jax.data.sources import DataError
 from vivit_jax.inference import checkpoint as checkpoint_lib
 from vivit_jax.inference import preprocess
-from vivit_jax.models import build_model, input_shape
+from vivit_jax.models import build_module, describe_model
 from vivit_jax.task import Task, task_from_config
 from vivit_jax.train import steps
 
@@ -68,6 +68,11 @@ class VideoClassifier:
       `make_tfrecords` writes (inputs then equal those of the converted data).
     source: where `params` came from, named when they do not fit the model.
 
+  Attributes:
+    model: the `ModelDescription` of the config's model (variant, shapes, token grid).
+    module: that model, built.
+    input_shape: (T, S, S, 3) of one view.
+
   Example:
     >>> clf = VideoClassifier.from_checkpoint(config, '/tmp/workdir')
     >>> clf.predict_file('cat.mp4').scores.argmax()
@@ -86,10 +91,11 @@ class VideoClassifier:
     dc = self.config.dataset_configs
     kernel = params.get('output_projection', {}).get('kernel')
     num_classes = int(np.shape(kernel)[-1]) if kernel is not None else None
-    self.module = build_model(self.config, num_classes)
-    self.input_shape = input_shape(self.config)
+    self.model = describe_model(self.config, num_classes)
+    self.module = build_module(self.model)
+    self.input_shape = self.model.input_shape
     workdir.check_fits(self.module, params, self.input_shape, source, self.config)
-    num_classes = num_classes or int(sum(dc.class_splits or ()) or dc.num_classes)
+    num_classes = self.model.num_classes
     self.task = task_from_config(dc, num_classes)
     if label_names is not None and len(label_names) != num_classes:
       raise DataError(

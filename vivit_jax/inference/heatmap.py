@@ -13,7 +13,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
+
+from vivit_jax.data import sampling
+from vivit_jax.inference import preprocess, rollout
+from vivit_jax.train.evaluation import figure_to_array
 
 # Default width of one frame in the figure, in inches at 100 dots per inch; long
 # clips shrink their frames so the figure stays at most _MAX_WIDTH inches wide.
@@ -66,19 +72,16 @@ def clip_attention(classifier: Any, frames: np.ndarray) -> Attention:
     classifier: a `VideoClassifier` of a Model 1 or Model 2 config.
     frames: u8[N, H, W, 3] at the dataset's frame rate.
   """
-  from vivit_jax.data import sampling
-  from vivit_jax.inference import preprocess, rollout
-
   spec = dataclasses.replace(classifier.spec, num_test_clips=1, three_crops=False)
   view = preprocess.multi_view_inputs(frames, spec, jpeg_quality=classifier.jpeg_quality).inputs
-  model = classifier.config.model
+  model = classifier.model
   maps = rollout.attention_maps(
     classifier.module,
     classifier.params,
     view,
-    attention_type=model.attention_config.type,
+    attention_type=model.attention_type,
     has_cls=model.classifier == 'token',
-    patch_size=model.patches.size[0],
+    patch_size=model.patch_size[0],
   )
   indices = sampling.multi_view_indices(len(frames), spec.num_frames, spec.stride, 1)
   dc = classifier.config.dataset_configs
@@ -103,11 +106,6 @@ def figure_image(attention: Attention, *, scale: int = 1, title: str | None = No
     scale: resolution multiplier (1: 100 dots per inch, about 90 pixels a frame).
     title: a first title line, e.g. the video's file name.
   """
-  import matplotlib
-  from matplotlib.figure import Figure
-
-  from vivit_jax.train.evaluation import figure_to_array
-
   num_frames = len(attention.frames)
   num_steps = len(attention.maps)
   frame_inches = min(_FRAME_INCHES, (_MAX_WIDTH - 1.5) / num_frames)

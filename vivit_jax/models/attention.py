@@ -22,41 +22,21 @@ AttentionFn = Callable[..., jax.Array]
 _IMPLEMENTATIONS = {'default': None, 'xla': 'xla', 'cudnn': 'cudnn'}
 
 
-def _attend(
-  query: jax.Array,
-  key: jax.Array,
-  value: jax.Array,
-  *,
-  implementation: str,
-  dropout_rng: jax.Array | None,
-  dropout_rate: float,
-  broadcast_dropout: bool,
-  deterministic: bool,
-  dtype,
-  precision,
-) -> jax.Array:
+def _attend(query: jax.Array, key: jax.Array, value: jax.Array, *, implementation: str, **options):
   """softmax(q k^T / sqrt(d)) v over axis -3.
 
   Args:
     query, key, value: [batch..., length, heads, head_dim]; any number of
       leading batch axes, which are flattened for the fused kernel.
     implementation: 'default', 'xla' or 'cudnn' (see jax.nn.dot_product_attention).
+    **options: the keywords Flax gives an attention_fn (dropout_rng,
+      dropout_rate, broadcast_dropout, deterministic, dtype, precision).
 
   Returns:
     [batch..., length, heads, head_dim].
   """
-  if not deterministic and dropout_rate > 0.0:
-    return nn.dot_product_attention(
-      query,
-      key,
-      value,
-      dropout_rng=dropout_rng,
-      dropout_rate=dropout_rate,
-      broadcast_dropout=broadcast_dropout,
-      deterministic=False,
-      dtype=dtype,
-      precision=precision,
-    )
+  if not options['deterministic'] and options['dropout_rate'] > 0.0:
+    return nn.dot_product_attention(query, key, value, **options)
   batch_shape = query.shape[:-3]
   flat = lambda a: a.reshape((-1,) + a.shape[-3:])
   out = jax.nn.dot_product_attention(
@@ -68,43 +48,11 @@ def _attend(
   return out.reshape(batch_shape + out.shape[-3:])
 
 
-def make_attention_fn(implementation: str = 'default') -> AttentionFn:
-  """Returns an `attention_fn` for Flax attention over axis -3 of q/k/v."""
+def _with_flax_signature(core: Callable[..., jax.Array]) -> AttentionFn:
+  """`core(query, key, value, **options)` as an `attention_fn` for Flax's attention module.
 
-  def attention_fn(
-    query,
-    key,
-    value,
-    dropout_rng=None,
-    dropout_rate=0.0,
-    broadcast_dropout=True,
-    deterministic=False,
-    dtype=None,
-    precision=None,
-  ):
-    return _attend(
-      query,
-      key,
-      value,
-      implementation=implementation,
-      dropout_rng=dropout_rng,
-      dropout_rate=dropout_rate,
-      broadcast_dropout=broadcast_dropout,
-      deterministic=deterministic,
-      dtype=dtype,
-      precision=precision,
-    )
-
-  return attention_fn
-
-
-def make_factorized_attention_fn(implementation: str = 'default') -> AttentionFn:
-  """Returns Model 4's attention: half of the heads over time, half over space.
-
-  The returned function takes q/k/v shaped [batch, time, space, heads,
-  head_dim]. The first heads/2 heads attend over time (tokens at the same
-  spatial position), the others over space (tokens of the same time step);
-  their outputs are concatenated along the head axis, as in Scenic.
+  Flax passes an `attention_fn` only the keyword arguments its signature names,
+  so they are spelt out here, once, for both attention functions.
   """
 
   def attention_fn(
@@ -118,6 +66,36 @@ def make_factorized_attention_fn(implementation: str = 'default') -> AttentionFn
     dtype=None,
     precision=None,
   ):
+    return core(
+      query,
+      key,
+      value,
+      dropout_rng=dropout_rng,
+      dropout_rate=dropout_rate,
+      broadcast_dropout=broadcast_dropout,
+      deterministic=deterministic,
+      dtype=dtype,
+      precision=precision,
+    )
+
+  return attention_fn
+
+
+def make_attention_fn(implementation: str) -> AttentionFn:
+  """Returns an `attention_fn` for Flax attention over axis -3 of q/k/v."""
+  return _with_flax_signature(functools.partial(_attend, implementation=implementation))
+
+
+def make_factorized_attention_fn(implementation: str) -> AttentionFn:
+  """Returns Model 4's attention: half of the heads over time, half over space.
+
+  The returned function takes q/k/v shaped [batch, time, space, heads,
+  head_dim]. The first heads/2 heads attend over time (tokens at the same
+  spatial position), the others over space (tokens of the same time step);
+  their outputs are concatenated along the head axis, as in Scenic.
+  """
+
+  def factorized(query, key, value, *, dropout_rng, **options):
     if query.ndim != 5:
       raise ValueError(
         'Factorised dot-product attention needs q/k/v shaped [batch, time, space, '
@@ -130,15 +108,7 @@ def make_factorized_attention_fn(implementation: str = 'default') -> AttentionFn
       )
     half = num_heads // 2
     rngs = (None, None) if dropout_rng is None else tuple(jax.random.split(dropout_rng))
-    attend = functools.partial(
-      _attend,
-      implementation=implementation,
-      dropout_rate=dropout_rate,
-      broadcast_dropout=broadcast_dropout,
-      deterministic=deterministic,
-      dtype=dtype,
-      precision=precision,
-    )
+    attend = functools.partial(_attend, implementation=implementation, **options)
     # Time half: move time next to the head axis so it is the attended axis.
     to_time = lambda a: jnp.swapaxes(a[..., :half, :], 1, 2)
     out_time = attend(to_time(query), to_time(key), to_time(value), dropout_rng=rngs[0])
@@ -147,4 +117,4 @@ def make_factorized_attention_fn(implementation: str = 'default') -> AttentionFn
     out_space = attend(space(query), space(key), space(value), dropout_rng=rngs[1])
     return jnp.concatenate([out_time, out_space], axis=-2)
 
-  return attention_fn
+  return _with_flax_signature(factorized)

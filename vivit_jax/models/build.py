@@ -1,4 +1,4 @@
-"""Config -> model: the only place that reads `config.model`.
+"""Config -> model description -> model: the only place that reads `config.model`.
 
 Every check here runs before anything is traced or compiled, so a wrong config
 fails in milliseconds with a message that names the key and the fix.
@@ -6,8 +6,9 @@ fails in milliseconds with a message that names the key and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -15,8 +16,17 @@ import ml_collections
 
 from vivit_jax import config as config_lib
 from vivit_jax.config import ConfigError, check_choice
-from vivit_jax.models.vivit import EncoderSize, FactorisedEncoderViViT, ViViT
+from vivit_jax.models.embedding import uniform_frame_indices
+from vivit_jax.models.options import (
+  AttentionOptions,
+  BlockOptions,
+  EncoderSize,
+  HeadOptions,
+  TokenOptions,
+)
+from vivit_jax.models.vivit import FactorisedEncoderViViT, ViViT
 
+_Options = TypeVar('_Options')
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
@@ -74,7 +84,8 @@ def _check_rates(model: ml_collections.ConfigDict) -> None:
       raise ConfigError(f'model.{key}={model[key]} must be in [0, 1).')
 
 
-def _num_classes(config: ml_collections.ConfigDict, num_classes: int | None) -> int:
+def _num_classes(config: ml_collections.ConfigDict, num_classes: int | None) -> int | None:
+  """The caller's, else the config's class count (or the sum of its heads); None if neither says."""
   num_classes = num_classes if num_classes is not None else config.dataset_configs.num_classes
   splits = config.dataset_configs.class_splits
   if splits is not None:
@@ -85,13 +96,147 @@ def _num_classes(config: ml_collections.ConfigDict, num_classes: int | None) -> 
         f'dataset_configs.class_splits={tuple(splits)} sum to {sum(splits)}, '
         f'but the model has {num_classes} classes.'
       )
-  if num_classes is None or num_classes < 1:
+  if num_classes is not None and num_classes < 1:
     raise ConfigError('Set dataset_configs.num_classes (or pass num_classes) to a positive int.')
-  return int(num_classes)
+  return None if num_classes is None else int(num_classes)
 
 
-def model_kwargs(config: ml_collections.ConfigDict | Mapping, num_classes: int | None = None):
-  """Validates `config` and returns (module class, constructor kwargs)."""
+def _clip_shape(data: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+  """(T, H, W, 3) of one clip as the input pipeline makes it: the one place it is derived."""
+  return (data.num_frames, data.crop_size, data.crop_size, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDescription:
+  """What a config's model is: its variant, shapes and module options, read once.
+
+  Everything outside the models that needs to know the model (surgery, Hugging
+  Face export, statistics, visualisation, benchmarks, ablations) reads this
+  instead of the config, and `build_module` builds the model from it.
+
+  Attributes:
+    tokens: tokenisation (method, patch size (h, w, t), hidden size, ...).
+    attention: the variant: `type` and its options (Scenic's attention_config).
+    options: the blocks' regularisation and speed options.
+    head: num_classes (None where neither the config nor the caller gives it:
+      the dataset's label map will), classifier, representation_size, ...
+    encoders: {Scenic module name: size}: 'Transformer' for Models 1, 3 and 4;
+      'SpatialTransformer' and (but for the baseline) 'TemporalTransformer' for Model 2.
+    input_shape: (T, H, W, 3) of one clip.
+    token_grid: (t, h, w) tokens of one clip, class tokens not counted.
+    return_preclassifier: the model returns the encoder's tokens.
+  """
+
+  tokens: TokenOptions
+  attention: AttentionOptions
+  options: BlockOptions
+  head: HeadOptions
+  encoders: Mapping[str, EncoderSize]
+  input_shape: tuple[int, int, int, int]
+  token_grid: tuple[int, int, int]
+  return_preclassifier: bool
+
+  @property
+  def attention_type(self) -> str:
+    return self.attention.type
+
+  @property
+  def spatial_only_baseline(self) -> bool:
+    return self.attention.type == 'factorized_encoder' and self.attention.spatial_only_baseline
+
+  @property
+  def temporal_encoding(self) -> str:
+    return self.tokens.method
+
+  @property
+  def patch_size(self) -> tuple[int, int, int]:
+    return self.tokens.patch_size
+
+  @property
+  def hidden_size(self) -> int:
+    return self.tokens.hidden_size
+
+  @property
+  def num_classes(self) -> int | None:
+    return self.head.num_classes
+
+  @property
+  def classifier(self) -> str:
+    return self.head.classifier
+
+  @property
+  def class_tokens(self) -> tuple[str, ...]:
+    """Names of the class-token parameters: ('cls',), one per Model 2 encoder, or ()."""
+    if self.head.classifier != 'token':
+      return ()
+    return tuple('cls' if name == 'Transformer' else f'cls_{name}' for name in self.encoders)
+
+
+def _token_grid(tokens: TokenOptions, shape: tuple[int, int, int, int]) -> tuple[int, int, int]:
+  num_frames, height, width, _ = shape
+  ph, pw, pt = tokens.patch_size
+  if tokens.method == 'temporal_sampling':
+    t = len(uniform_frame_indices(num_frames, tokens.n_sampled_frames))
+  else:
+    t = num_frames // pt
+  return (t, height // ph, width // pw)
+
+
+def _encoders(config: ml_collections.ConfigDict, hidden_size: int) -> dict[str, EncoderSize]:
+  """The encoder sizes by Scenic module name, checked against the variant."""
+  model = config.model
+  attention = model.attention_config
+  if attention.type == 'factorized_encoder':
+    if model.return_preclassifier:
+      raise ConfigError('model.return_preclassifier is not supported by the factorised encoder.')
+    spatial = _encoder_size(model.spatial_transformer, 'model.spatial_transformer', hidden_size)
+    if attention.spatial_only_baseline:
+      return {'SpatialTransformer': spatial}
+    temporal = _encoder_size(model.temporal_transformer, 'model.temporal_transformer', hidden_size)
+    return {'SpatialTransformer': spatial, 'TemporalTransformer': temporal}
+
+  encoder = _encoder_size(model, 'model', hidden_size)
+  if attention.type != 'spacetime' and model.classifier == 'token':
+    raise ConfigError(
+      f"model.classifier='token' is not supported by {attention.type} (as in Scenic): "
+      "use 'gap', 'gmp' or 'gsp'."
+    )
+  if attention.type == 'factorized_dot_product_attention' and encoder.num_heads % 2:
+    raise ConfigError(
+      f'model.num_heads={encoder.num_heads} must be even for factorized_dot_product_attention: '
+      'half of the heads attend over time, half over space.'
+    )
+  if attention.type == 'factorized_self_attention_block':
+    check_choice(
+      'model.attention_config.attention_order',
+      attention.attention_order,
+      ('time_space', 'space_time'),
+    )
+    check_choice(
+      'model.attention_config.attention_kernel_init_method',
+      attention.attention_kernel_init_method,
+      ('xavier', 'zero'),
+    )
+  return {'Transformer': encoder}
+
+
+def _options(cls: type[_Options], section: ml_collections.ConfigDict, **given: Any) -> _Options:
+  """An option group: the fields not `given` are the section's keys of the same names."""
+  names = [f.name for f in dataclasses.fields(cls) if f.name not in given]
+  return cls(**{name: section[name] for name in names}, **given)
+
+
+def describe_model(
+  config: ml_collections.ConfigDict | Mapping, num_classes: int | None = None
+) -> ModelDescription:
+  """Validates `config`'s model and describes it (see `ModelDescription`).
+
+  Args:
+    config: an experiment config; it is resolved against the schema, so unknown
+      keys and bad values raise `ConfigError` here, before any compile.
+    num_classes: classes of output_projection; defaults to
+      `config.dataset_configs.num_classes` (or the sum of `class_splits`).
+  """
   config = config_lib.resolve(config)
   model = config.model
   attention = model.attention_config
@@ -118,68 +263,48 @@ def model_kwargs(config: ml_collections.ConfigDict | Mapping, num_classes: int |
   _check_input_size(config, patch)
   if encoding.method == 'temporal_sampling':
     _require('model.temporal_encoding_config.n_sampled_frames', encoding.n_sampled_frames)
-
-  common = dict(
-    num_classes=_num_classes(config, num_classes),
-    hidden_size=hidden_size,
-    patch_size=patch,
-    temporal_encoding=encoding.method,
-    n_sampled_frames=encoding.n_sampled_frames,
-    kernel_init_method=encoding.kernel_init_method,
-    classifier=model.classifier,
-    representation_size=model.representation_size,
-    dropout_rate=model.dropout_rate,
-    attention_dropout_rate=model.attention_dropout_rate,
-    stochastic_droplayer_rate=model.stochastic_droplayer_rate,
-    stochastic_depth_rescale=model.stochastic_depth_rescale,
-    attention_implementation=model.attention_implementation,
-    remat=model.remat,
-    return_prelogits=model.return_prelogits,
-    dtype=_DTYPES[config.model_dtype_str],
-  )
-  if attention.type == 'factorized_encoder':
-    if model.return_preclassifier:
-      raise ConfigError('model.return_preclassifier is not supported by the factorised encoder.')
-    baseline = attention.spatial_only_baseline
-    temporal = (
-      EncoderSize(0, 1, 1)
-      if baseline
-      else _encoder_size(model.temporal_transformer, 'model.temporal_transformer', hidden_size)
-    )
-    spatial = _encoder_size(model.spatial_transformer, 'model.spatial_transformer', hidden_size)
-    return FactorisedEncoderViViT, dict(
-      common, spatial=spatial, temporal=temporal, spatial_only_baseline=baseline
-    )
-
-  encoder = _encoder_size(model, 'model', hidden_size)
-  if attention.type != 'spacetime' and model.classifier == 'token':
+  head = _options(HeadOptions, model, num_classes=_num_classes(config, num_classes))
+  encoders = _encoders(config, hidden_size)
+  data = config.dataset_configs
+  if data.num_frames is None or data.crop_size is None:
     raise ConfigError(
-      f"model.classifier='token' is not supported by {attention.type} (as in Scenic): "
-      "use 'gap', 'gmp' or 'gsp'."
+      'Set dataset_configs.num_frames and crop_size: they give the input shape and token grid.'
     )
-  if attention.type == 'factorized_dot_product_attention' and encoder.num_heads % 2:
-    raise ConfigError(
-      f'model.num_heads={encoder.num_heads} must be even for factorized_dot_product_attention: '
-      'half of the heads attend over time, half over space.'
-    )
-  if attention.type == 'factorized_self_attention_block':
-    check_choice(
-      'model.attention_config.attention_order',
-      attention.attention_order,
-      ('time_space', 'space_time'),
-    )
-    check_choice(
-      'model.attention_config.attention_kernel_init_method',
-      attention.attention_kernel_init_method,
-      ('xavier', 'zero'),
-    )
-  return ViViT, dict(
-    common,
-    encoder=encoder,
-    attention_type=attention.type,
-    attention_order=attention.attention_order,
-    attention_kernel_init=attention.attention_kernel_init_method,
+  tokens = _options(TokenOptions, encoding, patch_size=patch, hidden_size=hidden_size)
+  shape = _clip_shape(data)
+  return ModelDescription(
+    tokens=tokens,
+    attention=_options(AttentionOptions, attention),
+    options=_options(BlockOptions, model, dtype=_DTYPES[config.model_dtype_str]),
+    head=head,
+    encoders=encoders,
+    input_shape=shape,
+    token_grid=_token_grid(tokens, shape),
     return_preclassifier=model.return_preclassifier,
+  )
+
+
+def build_module(description: ModelDescription) -> nn.Module:
+  """The Flax module `description` describes (see `build_model`)."""
+  d = description
+  if d.num_classes is None:
+    raise ConfigError('Set dataset_configs.num_classes (or pass num_classes) to a positive int.')
+  if d.attention_type == 'factorized_encoder':
+    return FactorisedEncoderViViT(
+      tokens=d.tokens,
+      spatial=d.encoders['SpatialTransformer'],
+      temporal=None if d.spatial_only_baseline else d.encoders['TemporalTransformer'],
+      attention=d.attention,
+      options=d.options,
+      head=d.head,
+    )
+  return ViViT(
+    tokens=d.tokens,
+    encoder=d.encoders['Transformer'],
+    attention=d.attention,
+    options=d.options,
+    head=d.head,
+    return_preclassifier=d.return_preclassifier,
   )
 
 
@@ -198,11 +323,9 @@ def build_model(
     A Flax module, applied as `module.apply({'params': p}, video, train=False)`
     with video f32[B, T, H, W, 3]; `train=True` needs `rngs={'dropout': key}`.
   """
-  cls, kwargs = model_kwargs(config, num_classes)
-  return cls(**kwargs)
+  return build_module(describe_model(config, num_classes))
 
 
 def input_shape(config: ml_collections.ConfigDict | Mapping) -> tuple[int, int, int, int]:
   """(T, H, W, 3) of one clip as the config's input pipeline makes it."""
-  data = config_lib.resolve(config).dataset_configs
-  return (data.num_frames, data.crop_size, data.crop_size, 3)
+  return _clip_shape(config_lib.resolve(config).dataset_configs)

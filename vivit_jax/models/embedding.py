@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vivit_jax.models.options import TokenOptions
+
 Dtype = Any
 
 
@@ -111,8 +113,8 @@ class PatchEmbedding(nn.Module):
 
   features: int
   patch: tuple[int, ...]
-  kernel_init: Any = nn.initializers.lecun_normal()
-  dtype: Dtype = jnp.float32
+  kernel_init: Any
+  dtype: Dtype
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -141,24 +143,16 @@ class PatchEmbedding(nn.Module):
     return y + bias.astype(dtype)
 
 
-def tokenize(
-  video: jax.Array,
-  *,
-  method: str,
-  patch_size: tuple[int, int, int],
-  hidden_size: int,
-  n_sampled_frames: int | None,
-  kernel_init_method: str | None,
-  dtype: Dtype,
-) -> jax.Array:
+def tokenize(video: jax.Array, tokens: TokenOptions, *, dtype: Dtype) -> jax.Array:
   """Turns a video into a grid of tokens.
 
   Must be called inside a compact method: it creates the `embedding` module.
 
   Args:
     video: f32[b, T, H, W, c].
-    method: '3d_conv' (tubelets of patch_size = (h, w, t)) or
+    tokens: '3d_conv' (tubelets of patch_size = (h, w, t)) or
       'temporal_sampling' (n_sampled_frames frames, 2D patches (h, w)).
+    dtype: the computation dtype.
 
   Returns:
     f32[b, t, gh, gw, hidden_size]: t temporal tokens of gh x gw each.
@@ -167,19 +161,20 @@ def tokenize(
     raise ValueError(
       f'ViViT expects video shaped [batch, time, height, width, 3]; got {video.shape}.'
     )
-  fh, fw, ft = patch_size
-  if method == '3d_conv':
+  fh, fw, ft = tokens.patch_size
+  hidden_size = tokens.hidden_size
+  if tokens.method == '3d_conv':
     embed = PatchEmbedding(
       hidden_size,
       (ft, fh, fw),
-      kernel_init=KERNEL_INITIALIZERS[kernel_init_method](),
+      kernel_init=KERNEL_INITIALIZERS[tokens.kernel_init_method](),
       dtype=dtype,
       name='embedding',
     )
     return embed(video)
-  if method == 'temporal_sampling':
+  if tokens.method == 'temporal_sampling':
     b, t, h, w, c = video.shape
-    frames = video[:, uniform_frame_indices(t, n_sampled_frames)]
+    frames = video[:, uniform_frame_indices(t, tokens.n_sampled_frames)]
     n = frames.shape[1]
     if h % fh:
       raise ValueError(
@@ -188,7 +183,13 @@ def tokenize(
       )
     # Frames stacked along the height axis and embedded by the 2D patch
     # projection, as Scenic does; the grid is then split back per frame.
-    embed = PatchEmbedding(hidden_size, (fh, fw), dtype=dtype, name='embedding')
-    tokens = embed(frames.reshape(b, n * h, w, c))
-    return tokens.reshape(b, n, h // fh, w // fw, hidden_size)
-  raise ValueError(f"Unknown temporal encoding method '{method}'.")
+    embed = PatchEmbedding(
+      hidden_size,
+      (fh, fw),
+      kernel_init=nn.initializers.lecun_normal(),
+      dtype=dtype,
+      name='embedding',
+    )
+    grid = embed(frames.reshape(b, n * h, w, c))
+    return grid.reshape(b, n, h // fh, w // fw, hidden_size)
+  raise ValueError(f"Unknown temporal encoding method '{tokens.method}'.")

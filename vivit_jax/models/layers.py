@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from vivit_jax.models import attention as attention_lib
+from vivit_jax.models.options import AttentionOptions, BlockOptions, EncoderSize
 
 Dtype = Any
 Initializer = Any
@@ -27,8 +28,8 @@ class MlpBlock(nn.Module):
   """Dense -> GELU (tanh approximation) -> Dropout -> Dense -> Dropout."""
 
   mlp_dim: int
-  dropout_rate: float = 0.0
-  dtype: Dtype = jnp.float32
+  dropout_rate: float
+  dtype: Dtype
 
   @nn.compact
   def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -55,7 +56,7 @@ class StochasticDepth(nn.Module):
   """
 
   rate: float
-  rescale: bool = True
+  rescale: bool
 
   @nn.compact
   def __call__(self, branch: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -67,26 +68,40 @@ class StochasticDepth(nn.Module):
     return branch * (keep.astype(branch.dtype) * jnp.asarray(scale, branch.dtype))
 
 
-def _attention(
-  num_heads: int,
-  attention_fn,
-  dropout_rate: float,
-  kernel_init: Initializer,
-  dtype: Dtype,
-  name: str | None = None,
-) -> nn.MultiHeadDotProductAttention:
-  return nn.MultiHeadDotProductAttention(
-    num_heads=num_heads,
-    kernel_init=kernel_init,
-    broadcast_dropout=False,
-    dropout_rate=dropout_rate,
-    attention_fn=attention_fn,
-    dtype=dtype,
-    name=name,
-  )
+class _Block(nn.Module):
+  """What both blocks share: their size, options, attention core and drop rate.
+
+  Attributes:
+    size: the encoder's heads and MLP width (its depth is the encoder's).
+    options: dropout, stochastic depth, dtype.
+    attention_fn: the attention core (see attention.py).
+    droplayer_p: this block's stochastic-depth rate (the encoder sets it by depth).
+  """
+
+  size: EncoderSize
+  options: BlockOptions
+  attention_fn: Any
+  droplayer_p: float
+
+  def _drop_path(self) -> StochasticDepth:
+    return StochasticDepth(self.droplayer_p, self.options.stochastic_depth_rescale)
+
+  def _attention(self, kernel_init: Initializer, name: str | None = None):
+    return nn.MultiHeadDotProductAttention(
+      num_heads=self.size.num_heads,
+      kernel_init=kernel_init,
+      broadcast_dropout=False,
+      dropout_rate=self.options.attention_dropout_rate,
+      attention_fn=self.attention_fn,
+      dtype=self.options.dtype,
+      name=name,
+    )
+
+  def _mlp(self, name: str | None = None) -> MlpBlock:
+    return MlpBlock(self.size.mlp_dim, self.options.dropout_rate, self.options.dtype, name=name)
 
 
-class EncoderBlock(nn.Module):
+class EncoderBlock(_Block):
   """Pre-norm block: x + Attn(LN(x)), then x + MLP(LN(x)).
 
   Attention runs over axis -2 of `x`; leading axes are batch axes, except for
@@ -95,35 +110,21 @@ class EncoderBlock(nn.Module):
   MlpBlock_0 (as Scenic's EncoderBlock).
   """
 
-  mlp_dim: int
-  num_heads: int
-  attention_fn: Any
-  dropout_rate: float = 0.0
-  attention_dropout_rate: float = 0.0
-  droplayer_p: float = 0.0
-  stochastic_depth_rescale: bool = True
-  dtype: Dtype = jnp.float32
-
   @nn.compact
   def __call__(self, inputs: jax.Array, deterministic: bool) -> jax.Array:
-    drop_path = StochasticDepth(self.droplayer_p, self.stochastic_depth_rescale)
-    x = nn.LayerNorm(dtype=self.dtype)(inputs)
-    x = _attention(
-      self.num_heads,
-      self.attention_fn,
-      self.attention_dropout_rate,
-      ATTENTION_KERNEL_INITS['xavier'],
-      self.dtype,
-    )(x, x, deterministic=deterministic)
-    x = nn.Dropout(rate=self.dropout_rate)(x, deterministic)
+    drop_path = self._drop_path()
+    dtype = self.options.dtype
+    x = nn.LayerNorm(dtype=dtype)(inputs)
+    x = self._attention(ATTENTION_KERNEL_INITS['xavier'])(x, x, deterministic=deterministic)
+    x = nn.Dropout(rate=self.options.dropout_rate)(x, deterministic)
     x = drop_path(x, deterministic=deterministic) + inputs
 
-    y = nn.LayerNorm(dtype=self.dtype)(x)
-    y = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype)(y, deterministic=deterministic)
+    y = nn.LayerNorm(dtype=dtype)(x)
+    y = self._mlp()(y, deterministic=deterministic)
     return drop_path(y, deterministic=deterministic) + x
 
 
-class FactorizedSelfAttentionBlock(nn.Module):
+class FactorizedSelfAttentionBlock(_Block):
   """Model 3's block: attention over time, then over space (or the reverse), then MLP.
 
   Each attention and the MLP has its own pre-norm residual and its own
@@ -134,44 +135,30 @@ class FactorizedSelfAttentionBlock(nn.Module):
   MultiHeadDotProductAttention_space, LayerNorm_mlp, MlpBlock.
   """
 
-  mlp_dim: int
-  num_heads: int
+  attention: AttentionOptions
   temporal_dims: int
-  attention_fn: Any
-  attention_order: str = 'time_space'
-  attention_kernel_init: str = 'xavier'
-  dropout_rate: float = 0.0
-  attention_dropout_rate: float = 0.0
-  droplayer_p: float = 0.0
-  stochastic_depth_rescale: bool = True
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, inputs: jax.Array, deterministic: bool) -> jax.Array:
     b, n, d = inputs.shape
+    dtype = self.options.dtype
     x = inputs.reshape(b, self.temporal_dims, n // self.temporal_dims, d)
-    drop_path = StochasticDepth(self.droplayer_p, self.stochastic_depth_rescale)
-    for axis in self.attention_order.split('_'):
+    drop_path = self._drop_path()
+    kernel_init = ATTENTION_KERNEL_INITS[self.attention.attention_kernel_init_method]
+    for axis in self.attention.attention_order.split('_'):
       # Attention runs over axis -2: bring time there for temporal attention.
       y = jnp.swapaxes(x, 1, 2) if axis == 'time' else x
-      y = nn.LayerNorm(dtype=self.dtype, name=f'LayerNorm_{axis}')(y)
-      y = _attention(
-        self.num_heads,
-        self.attention_fn,
-        self.attention_dropout_rate,
-        ATTENTION_KERNEL_INITS[self.attention_kernel_init],
-        self.dtype,
-        name=f'MultiHeadDotProductAttention_{axis}',
-      )(y, y, deterministic=deterministic)
-      y = nn.Dropout(rate=self.dropout_rate)(y, deterministic)
+      y = nn.LayerNorm(dtype=dtype, name=f'LayerNorm_{axis}')(y)
+      y = self._attention(kernel_init, name=f'MultiHeadDotProductAttention_{axis}')(
+        y, y, deterministic=deterministic
+      )
+      y = nn.Dropout(rate=self.options.dropout_rate)(y, deterministic)
       y = jnp.swapaxes(y, 1, 2) if axis == 'time' else y
       x = drop_path(y, deterministic=deterministic) + x
 
     x = x.reshape(b, n, d)
-    y = nn.LayerNorm(dtype=self.dtype, name='LayerNorm_mlp')(x)
-    y = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype, name='MlpBlock')(
-      y, deterministic=deterministic
-    )
+    y = nn.LayerNorm(dtype=dtype, name='LayerNorm_mlp')(x)
+    y = self._mlp(name='MlpBlock')(y, deterministic=deterministic)
     return drop_path(y, deterministic=deterministic) + x
 
 
@@ -186,65 +173,58 @@ class AddPositionEmbs(nn.Module):
     return x + pos.astype(x.dtype)
 
 
-class Encoder(nn.Module):
-  """Positional embedding, dropout, `num_layers` blocks, final LayerNorm.
+# attention_config.type -> the block of its encoders (Model 2's are standard blocks).
+BLOCKS = {
+  'spacetime': EncoderBlock,
+  'factorized_encoder': EncoderBlock,
+  'factorized_self_attention_block': FactorizedSelfAttentionBlock,
+  'factorized_dot_product_attention': EncoderBlock,
+}
 
-  `block` is 'standard' (Models 1 and 2), 'factorized_self_attention'
-  (Model 3) or 'factorized_dot_product' (Model 4). Input x: [b, ..., n, d];
-  attention runs over axis -2 (for Models 3 and 4, over the t*s time-major
-  tokens as their blocks describe). Stochastic depth grows linearly with
+
+class Encoder(nn.Module):
+  """Positional embedding, dropout, `size.num_layers` blocks, final LayerNorm.
+
+  The block is the one `attention.type` names: standard (Models 1 and 2),
+  factorised self-attention (Model 3) or standard with factorised dot-product
+  attention (Model 4). Input x: [b, ..., n, d]; attention runs over axis -2
+  (for Models 3 and 4, over the t*s time-major tokens as their blocks
+  describe, with t = `temporal_dims`). Stochastic depth grows linearly with
   depth: block l of L drops with probability l / (L - 1) * rate.
   """
 
-  num_layers: int
-  mlp_dim: int
-  num_heads: int
-  block: str = 'standard'
-  temporal_dims: int | None = None
-  attention_order: str = 'time_space'
-  attention_kernel_init: str = 'xavier'
-  dropout_rate: float = 0.0
-  attention_dropout_rate: float = 0.0
-  stochastic_droplayer_rate: float = 0.0
-  stochastic_depth_rescale: bool = True
-  attention_implementation: str = 'default'
-  remat: bool = False
-  dtype: Dtype = jnp.float32
+  size: EncoderSize
+  attention: AttentionOptions
+  options: BlockOptions
+  temporal_dims: int | None  # Token time steps t, which Models 3 and 4 need; else None.
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    options = self.options
     x = AddPositionEmbs(name='posembed_input')(x)
-    x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not train)
+    x = nn.Dropout(rate=options.dropout_rate)(x, deterministic=not train)
     shape = x.shape
-    if self.block == 'factorized_dot_product':
+    if self.attention.type == 'factorized_dot_product_attention':
       b, n, d = shape
       x = x.reshape(b, self.temporal_dims, n // self.temporal_dims, d)
-      attention_fn = attention_lib.make_factorized_attention_fn(self.attention_implementation)
+      attention_fn = attention_lib.make_factorized_attention_fn(options.attention_implementation)
     else:
-      attention_fn = attention_lib.make_attention_fn(self.attention_implementation)
+      attention_fn = attention_lib.make_attention_fn(options.attention_implementation)
 
-    if self.block == 'factorized_self_attention':
-      block_cls = FactorizedSelfAttentionBlock
-      extra = dict(
-        temporal_dims=self.temporal_dims,
-        attention_order=self.attention_order,
-        attention_kernel_init=self.attention_kernel_init,
-      )
-    else:
-      block_cls, extra = EncoderBlock, {}
-    if self.remat:
+    block_cls = BLOCKS[self.attention.type]
+    extra = {}
+    if block_cls is FactorizedSelfAttentionBlock:
+      extra = dict(attention=self.attention, temporal_dims=self.temporal_dims)
+    if options.remat:
       block_cls = nn.remat(block_cls, static_argnums=(2,))
 
-    for layer in range(self.num_layers):
+    num_layers = self.size.num_layers
+    for layer in range(num_layers):
       x = block_cls(
-        mlp_dim=self.mlp_dim,
-        num_heads=self.num_heads,
+        size=self.size,
+        options=options,
         attention_fn=attention_fn,
-        dropout_rate=self.dropout_rate,
-        attention_dropout_rate=self.attention_dropout_rate,
-        droplayer_p=layer / max(self.num_layers - 1, 1) * self.stochastic_droplayer_rate,
-        stochastic_depth_rescale=self.stochastic_depth_rescale,
-        dtype=self.dtype,
+        droplayer_p=layer / max(num_layers - 1, 1) * options.stochastic_droplayer_rate,
         name=f'encoderblock_{layer}',
         **extra,
       )(x, not train)

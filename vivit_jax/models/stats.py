@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax.models.build import build_model, input_shape
+from vivit_jax.models.build import build_module, describe_model
 
 
 def count_params(params) -> int:
@@ -94,12 +94,13 @@ HEADER = (
 
 def model_stats(config, name: str) -> ModelStats:
   """Parameters (millions) and GFLOPs of one view of the config's model."""
-  module = build_model(config)
-  shape = input_shape(config)
+  model = describe_model(config)
+  module = build_module(model)
+  shape = model.input_shape
   params = abstract_params(module, shape)
   return ModelStats(
     name=name,
-    attention_type=config.model.attention_config.type,
+    attention_type=model.attention_type,
     input_shape=shape,
     params_m=count_params(params) / 1e6,
     gflops=forward_gflops(module, params, shape),
