@@ -407,6 +407,16 @@ def resolve(config: ml_collections.ConfigDict | Mapping[str, Any]) -> ml_collect
   return resolved
 
 
+def clip_shape(dataset_configs: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+  """(T, H, W, 3) of one clip as the input pipeline makes it: the one place it is derived.
+
+  The model description and the dataset metadata both read it, so the shape the
+  model is built for is the shape the data has.
+  """
+  dc = dataset_configs
+  return (dc.num_frames, dc.crop_size, dc.crop_size, 3)
+
+
 def check_choice(path: str, value: Any, choices: Sequence[Any]) -> None:
   """Raises ConfigError unless `value` is one of `choices`."""
   if value not in choices:

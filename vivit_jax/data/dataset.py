@@ -355,7 +355,7 @@ def build_dataset(
   counts = {split: splits[split].num_examples if split in splits else 0 for split in _SPLIT_ORDER}
   meta = DatasetMeta(
     task=task_from_config(dc, num_classes),
-    input_shape=(dc.num_frames, dc.crop_size, dc.crop_size, 3),
+    input_shape=config_lib.clip_shape(dc),
     num_train_examples=counts['train'],
     num_eval_examples=counts['validation'],
     num_test_examples=counts['test'],

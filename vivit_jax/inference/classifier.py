@@ -19,7 +19,8 @@ import numpy as np
 
 from vivit_jax import config as config_lib
 from vivit_jax.checkpoints import workdir
-from vivit_jax.data import pipeline, records
+from vivit_jax.data import records
+from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.data.sources import DataError
 from vivit_jax.inference import checkpoint as checkpoint_lib
 from vivit_jax.inference import preprocess
@@ -103,7 +104,7 @@ class VideoClassifier:
         'give the label map of the data the model was trained on (--label_map).'
       )
     self.label_names = list(label_names) if label_names is not None else None
-    self.spec = pipeline.ClipSpec.from_config(dc, num_classes)
+    self.spec = ClipSpec.from_config(dc, num_classes)
     self.jpeg_quality = jpeg_quality
     self.params = params
     # The trainer's test step, on one device: params and inputs get a device axis of 1.

@@ -101,11 +101,6 @@ def _num_classes(config: ml_collections.ConfigDict, num_classes: int | None) -> 
   return None if num_classes is None else int(num_classes)
 
 
-def _clip_shape(data: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
-  """(T, H, W, 3) of one clip as the input pipeline makes it: the one place it is derived."""
-  return (data.num_frames, data.crop_size, data.crop_size, 3)
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelDescription:
   """What a config's model is: its variant, shapes and module options, read once.
@@ -271,7 +266,7 @@ def describe_model(
       'Set dataset_configs.num_frames and crop_size: they give the input shape and token grid.'
     )
   tokens = _options(TokenOptions, encoding, patch_size=patch, hidden_size=hidden_size)
-  shape = _clip_shape(data)
+  shape = config_lib.clip_shape(data)
   return ModelDescription(
     tokens=tokens,
     attention=_options(AttentionOptions, attention),
@@ -328,4 +323,4 @@ def build_model(
 
 def input_shape(config: ml_collections.ConfigDict | Mapping) -> tuple[int, int, int, int]:
   """(T, H, W, 3) of one clip as the config's input pipeline makes it."""
-  return _clip_shape(config_lib.resolve(config).dataset_configs)
+  return config_lib.clip_shape(config_lib.resolve(config).dataset_configs)
