@@ -137,7 +137,7 @@ def test_rows_override_the_config_each_row_and_seed(tiny_config):
 def _row_params(config):
   module = build_model(config)
   d = config.dataset_configs
-  params = init_params(module, jax.random.PRNGKey(0), (d.num_frames, d.crop_size, d.crop_size, 3))
+  params = init_params(module, jax.random.key(0), (d.num_frames, d.crop_size, d.crop_size, 3))
   return load_pretrained(config, params)
 
 

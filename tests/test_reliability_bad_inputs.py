@@ -49,9 +49,9 @@ def _train(workdir, steps, width=16):
 
 def _restore(workdir, width=16):
   target = create_train_state(
-    init_params(TinyModel(6, width=width), jax.random.PRNGKey(0), (4, 8, 8, 3)),
+    init_params(TinyModel(6, width=width), jax.random.key(0), (4, 8, 8, 3)),
     optimizers.build_optimizer(_config(1), lambda s: 0.0),
-    jax.random.PRNGKey(0),
+    jax.random.key_data(jax.random.key(0)),  # The state holds raw key data.
   )
   return Checkpointer(os.path.join(workdir, 'checkpoints')).restore(target)
 
@@ -119,7 +119,7 @@ def _tiny_params():
   config = resolve(tiny_config())
   d = config.dataset_configs
   shape = (d.num_frames, d.crop_size, d.crop_size, 3)
-  return config, init_params(build_model(config), jax.random.PRNGKey(0), shape)
+  return config, init_params(build_model(config), jax.random.key(0), shape)
 
 
 def test_checkpoints_of_an_unknown_layout_are_named_not_loaded_as_nothing(tmp_path):

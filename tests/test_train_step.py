@@ -23,8 +23,8 @@ def _replicate(tree, n):
 
 def _setup(tx, dropout_rate=0.0, **kwargs):
   model = TinyModel(NUM_CLASSES, dropout_rate=dropout_rate)
-  params = init_params(model, jax.random.PRNGKey(0), (4, 8, 8, 3))
-  state = create_train_state(params, tx, jax.random.PRNGKey(1))
+  params = init_params(model, jax.random.key(0), (4, 8, 8, 3))
+  state = create_train_state(params, tx, jax.random.key_data(jax.random.key(1)))
   update = steps.make_update_fn(
     apply_fn=model.apply, tx=tx, schedule=lambda s: 0.1, task=TASK, **kwargs
   )
@@ -138,7 +138,7 @@ def test_mixup_in_the_step_uses_one_lambda_and_still_learns():
 @pytest.mark.parametrize('softmax', [False, True])
 def test_multi_view_scores_average_the_views(softmax):
   model = TinyModel(NUM_CLASSES)
-  params = init_params(model, jax.random.PRNGKey(0), (4, 8, 8, 3))
+  params = init_params(model, jax.random.key(0), (4, 8, 8, 3))
   predict = steps.make_eval_fn(
     apply_fn=model.apply, task=TASK, multiview=True, softmax_average=softmax
   )

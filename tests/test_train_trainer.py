@@ -69,9 +69,9 @@ def _model():
 
 def _final_params(workdir):
   target = create_train_state(
-    init_params(_model(), jax.random.PRNGKey(0), (4, 8, 8, 3)),
+    init_params(_model(), jax.random.key(0), (4, 8, 8, 3)),
     optimizers.build_optimizer(_config(), lambda s: 0.0),
-    jax.random.PRNGKey(0),
+    jax.random.key_data(jax.random.key(0)),  # The state holds raw key data.
   )
   return Checkpointer(os.path.join(workdir, 'checkpoints')).restore(target)
 

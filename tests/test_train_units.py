@@ -155,7 +155,7 @@ def _indexed_batch(batch=8, shape=(3, 6, 10, 1)):
 
 def test_mixup_mixes_pixels_and_labels_with_the_same_weight():
   inputs, labels = _indexed_batch()
-  mixed, mixed_labels, aux = mixup.mix_batch(jax.random.PRNGKey(3), inputs, labels, alpha=0.4)
+  mixed, mixed_labels, aux = mixup.mix_batch(jax.random.key(3), inputs, labels, alpha=0.4)
   lam, perm = float(aux['lam']), np.asarray(aux['perm'])
   assert 0.0 < lam < 1.0 and sorted(perm) == list(range(8)) and (perm != np.arange(8)).any()
   np.testing.assert_allclose(mixed[:, 0, 0, 0, 0], lam * np.arange(8) + (1 - lam) * perm, rtol=1e-6)
@@ -167,7 +167,7 @@ def test_mixup_mixes_pixels_and_labels_with_the_same_weight():
 def test_cutmix_box_is_shared_by_frames_and_sets_label_weight():
   inputs, labels = _indexed_batch()
   mixed, mixed_labels, aux = mixup.mix_batch(
-    jax.random.PRNGKey(0), inputs, labels, alpha=None, cutmix_alpha=1.0
+    jax.random.key(0), inputs, labels, alpha=None, cutmix_alpha=1.0
   )
   lam, perm = float(aux['lam']), np.asarray(aux['perm'])
   assert bool(aux['cutmix'])
@@ -186,9 +186,7 @@ def test_cutmix_switch_probability_picks_both():
   inputs, labels = _indexed_batch()
   picks = [
     bool(
-      mixup.mix_batch(jax.random.PRNGKey(s), inputs, labels, alpha=1.0, cutmix_alpha=1.0)[2][
-        'cutmix'
-      ]
+      mixup.mix_batch(jax.random.key(s), inputs, labels, alpha=1.0, cutmix_alpha=1.0)[2]['cutmix']
     )
     for s in range(16)
   ]
@@ -198,7 +196,7 @@ def test_cutmix_switch_probability_picks_both():
 def test_mix_batch_needs_an_alpha():
   inputs, labels = _indexed_batch()
   with pytest.raises(ValueError):
-    mixup.mix_batch(jax.random.PRNGKey(0), inputs, labels, alpha=None)
+    mixup.mix_batch(jax.random.key(0), inputs, labels, alpha=None)
 
 
 def test_l2_regularization_skips_one_dimensional_params():

@@ -44,12 +44,12 @@ def main(name, variant, steps, seed, *overrides):
   config.rng_seed = seed
   config = config_lib.resolve(config)
   ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
-  task = losses.Task(config.dataset_configs.num_classes)
+  task = ds.meta.task
   module = build_model(config, task.num_classes)
   schedule = schedules.build_schedule(config.lr_configs, steps)
   tx = optimizers.build_optimizer(config, schedule)
-  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
-  params = init_params(module, init_rng, tuple(ds.meta['input_shape']))
+  init_rng, train_rng = jax.random.split(jax.random.key(seed))
+  params = init_params(module, init_rng, ds.meta.input_shape)
   opt_state = tx.init(params)
   max_norm = config.max_grad_norm
 
