@@ -91,15 +91,15 @@ def moving_frames(num_frames: int, size=(24, 32), seed: int = 0) -> np.ndarray:
   return frames
 
 
-def write_mp4(path, frames: np.ndarray, fps: int = 8, gray: bool = False) -> str:
+def write_mp4(path, frames: np.ndarray, fps: int = 8, grey: bool = False) -> str:
   """Writes u8[N, H, W, 3] frames as an mp4 (odd sizes work: yuv444p)."""
   with av.open(str(path), 'w') as container:
     stream = container.add_stream('libx264', rate=fps)
     stream.height, stream.width = frames.shape[1:3]
-    stream.pix_fmt = 'gray' if gray else 'yuv444p'
+    stream.pix_fmt = 'gray' if grey else 'yuv444p'
     stream.options = {'crf': '0', 'preset': 'ultrafast'}
     for frame in frames:
-      if gray:
+      if grey:
         video_frame = av.VideoFrame.from_ndarray(frame[..., 0], format='gray')
       else:
         video_frame = av.VideoFrame.from_ndarray(frame, format='rgb24')

@@ -37,7 +37,7 @@ def setup(tmp_path_factory):
   records.write_label_map(str(root / 'label_map.txt'), LABELS)
   videos = {
     'odd': write_mp4(root / 'odd.mp4', moving_frames(20, size=(23, 31))),
-    'gray': write_mp4(root / 'gray.mp4', moving_frames(5, seed=1), gray=True),
+    'grey': write_mp4(root / 'grey.mp4', moving_frames(5, seed=1), grey=True),
   }
   (root / 'corrupt.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' + os.urandom(300))
   videos['corrupt'] = str(root / 'corrupt.mp4')
@@ -68,7 +68,7 @@ def test_checkpoint_of_another_model_is_named(setup):
     VideoClassifier.from_checkpoint(tiny_config('factorized_encoder'), str(root / 'converted'))
 
 
-def test_views_loop_short_video_and_accept_grayscale(setup):
+def test_views_loop_short_video_and_accept_greyscale(setup):
   _, config, params, _ = setup
   clf = VideoClassifier(config, params)
   # Frame i is the flat grey 40 * i; 5 frames < a clip of 4 frames every 2 (7).
@@ -129,7 +129,7 @@ def test_cli_api_and_evaluation_give_the_same_scores(setup, tmp_path):
     [sys.executable, '-m', 'vivit_jax.tools.predict', f'--config={config_file}']
     + [f'--checkpoint={root / "workdir"}', f'--label_map={root / "label_map.txt"}']
     + ['--jpeg_quality=90', '--top_k=3', f'--output={output}']
-    + [videos['odd'], videos['corrupt'], videos['gray']],
+    + [videos['odd'], videos['corrupt'], videos['grey']],
     capture_output=True,
     text=True,
     env=env,
@@ -138,7 +138,7 @@ def test_cli_api_and_evaluation_give_the_same_scores(setup, tmp_path):
   )
   assert run.returncode == 1, run.stderr[-3000:]
   assert f'ERROR: {videos["corrupt"]}: cannot read the video' in run.stderr
-  assert f'Note: {videos["gray"]} is shorter than one clip' in run.stderr
+  assert f'Note: {videos["grey"]} is shorter than one clip' in run.stderr
   assert '1 of 3 videos could not be read' in run.stderr
   lines = [json.loads(line) for line in output.read_text().splitlines()]
   by_video = {line['video']: line for line in lines}
@@ -147,10 +147,10 @@ def test_cli_api_and_evaluation_give_the_same_scores(setup, tmp_path):
   odd = by_video[videos['odd']]
   assert [r['label'] for r in odd['top_k']] == [LABELS[i] for i in np.argsort(-api.scores)]
   np.testing.assert_allclose([r['score'] for r in odd['top_k']], np.sort(api.scores)[::-1], 1e-6)
-  gray = clf.predict_file(videos['gray'])
-  assert by_video[videos['gray']]['looped'] and gray.looped
+  grey = clf.predict_file(videos['grey'])
+  assert by_video[videos['grey']]['looped'] and grey.looped
   np.testing.assert_allclose(
-    [r['score'] for r in by_video[videos['gray']]['top_k']], np.sort(gray.scores)[::-1], 1e-6
+    [r['score'] for r in by_video[videos['grey']]['top_k']], np.sort(grey.scores)[::-1], 1e-6
   )
   best = LABELS[int(np.argmax(api.scores))]
   assert f'{videos["odd"]}  (20 frames)' in run.stdout and best in run.stdout
