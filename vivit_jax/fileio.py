@@ -45,7 +45,10 @@ def atomic_write(path: str, mode: str = 'w') -> Iterator[IO[Any]]:
 
 
 def write_json(path: str, value: Any) -> None:
-  """Writes `value` as indented, key-sorted JSON, atomically."""
+  """Writes `value` as indented, key-sorted JSON, atomically.
+
+  No trailing newline: the bytes stay those of the results.json and config.json
+  files that earlier versions wrote.
+  """
   with atomic_write(path) as f:
     json.dump(value, f, indent=2, sort_keys=True)
-    f.write('\n')

@@ -80,12 +80,6 @@ def _read_json(path: str, default: Any = None) -> Any:
     return json.load(f)
 
 
-def _write_json(path: str, value: Any) -> None:
-  # No trailing newline: the bytes stay those of the files earlier sweeps wrote.
-  with fileio.atomic_write(path) as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-
-
 def _train_timed(train_fn: Callable, config, directory: str) -> dict[str, Any]:
   """Trains in `directory`, adding this attempt's wall time to the stored total."""
   os.makedirs(directory, exist_ok=True)
@@ -95,7 +89,7 @@ def _train_timed(train_fn: Callable, config, directory: str) -> dict[str, Any]:
     return train_fn(config, directory)
   finally:
     spent = _read_json(path, {'seconds': 0.0})['seconds'] + time.time() - start
-    _write_json(path, {'seconds': spent})
+    fileio.write_json(path, {'seconds': spent})
 
 
 def measure_costs(config: ml_collections.ConfigDict, repeats: int = 5) -> dict[str, float]:
@@ -149,7 +143,7 @@ def run_sweep(
         )
     cost_path = os.path.join(row_dir(workdir, sweep, row), COSTS)
     if costs and not os.path.exists(cost_path):
-      _write_json(cost_path, measure_costs(row_config(base, row, 0)))
+      fileio.write_json(cost_path, measure_costs(row_config(base, row, 0)))
   return True
 
 

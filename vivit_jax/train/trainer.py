@@ -91,12 +91,6 @@ def _mean_metrics(history: list[dict[str, np.ndarray]]) -> dict[str, float]:
   return out
 
 
-def _write_json(path: str, value: Any) -> None:
-  # No trailing newline: the bytes stay those of the files earlier runs wrote.
-  with fileio.atomic_write(path) as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-
-
 def _num_devices(config: ml_collections.ConfigDict) -> int:
   """All processes' devices, once the global batch is known to split over them."""
   problem = config.batch_size and config_lib.batch_split_problem(
@@ -289,7 +283,9 @@ def train_and_evaluate(
     # Written only once the workdir's checkpoint is known to fit this config, so
     # a mistaken --workdir keeps the config.json of the run that wrote it.
     if is_chief:
-      _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+      fileio.write_json(
+        os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort())
+      )
     if start_step >= total_steps:
       return resume.already_finished(workdir, start_step, total_steps, checkpointer)
     model_info = {}
@@ -354,6 +350,6 @@ def train_and_evaluate(
 
     if is_chief:
       results['train_core_hours'] = meter.core_hours
-      _write_json(os.path.join(workdir, 'results.json'), results)
+      fileio.write_json(os.path.join(workdir, 'results.json'), results)
     logging.info('Done. Results: %s', results)
     return results
