@@ -87,6 +87,11 @@ def get_config(options: str | None = None):
   m.update(num_heads=4, mlp_dim=384, num_layers=4)
   m.patches.size = (8, 8, 2)
   m.attention_config.type = 'spacetime'
+  # Model 3 only (the `variants` sweep's row 3): start each temporal attention
+  # at zero output, so every block starts as identity over time. With Scenic's
+  # xavier init it plateaus near 50% on this data (it learns the axis of each
+  # motion but not its direction); with this it reaches 98-99% in 256-512 steps.
+  m.attention_config.zero_init_temporal_out = True
   m.classifier = 'gap'
 
   c.optimizer = 'adamw'

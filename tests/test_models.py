@@ -212,6 +212,54 @@ def test_factorised_self_attention_block_names_are_scenics():
   }
 
 
+def test_zero_init_temporal_out_starts_identity_over_time_and_still_trains():
+  x = video()
+
+  def init(**attention):
+    config = tiny_config('factorized_self_attention_block')
+    config['model']['attention_config'].update(attention)
+    module = build_model(config)
+    return module, module.init({'params': jax.random.key(0)}, x, train=False)['params']
+
+  _, scenic = init()
+  module, params = init(zero_init_temporal_out=True)
+  flat, flat_scenic = (jax.tree_util.tree_leaves_with_path(p) for p in (params, scenic))
+  assert [k for k, _ in flat] == [k for k, _ in flat_scenic]  # The same tree.
+  for (path, value), (_, reference) in zip(flat, flat_scenic):
+    name = jax.tree_util.keystr(path)
+    if 'MultiHeadDotProductAttention_time' in name and "['out']['kernel']" in name:
+      np.testing.assert_array_equal(value, 0.0)
+      assert np.abs(reference).max() > 0
+    else:
+      np.testing.assert_array_equal(value, reference, err_msg=name)
+
+  # A non-zero head, so that the loss reaches the body.
+  params['output_projection']['kernel'] = jax.random.normal(
+    jax.random.key(1), params['output_projection']['kernel'].shape
+  )
+
+  def perturb_time_qkv(p, seed):
+    out = copy.deepcopy(p)
+    for layer in ('encoderblock_0', 'encoderblock_1'):
+      attention = out['Transformer'][layer]['MultiHeadDotProductAttention_time']
+      for name in ('query', 'key', 'value'):
+        k = attention[name]['kernel']
+        attention[name]['kernel'] = k + jax.random.normal(jax.random.key(seed), k.shape)
+    return out
+
+  logits = module.apply({'params': params}, x, train=False)
+  # Identity over time: the temporal attentions' query, key and value do not matter yet.
+  np.testing.assert_allclose(
+    module.apply({'params': perturb_time_qkv(params, 2)}, x, train=False), logits, atol=1e-6
+  )
+
+  def loss(p):
+    return jnp.sum(module.apply({'params': p}, x, train=False) ** 2)
+
+  grads = jax.grad(loss)(params)['Transformer']['encoderblock_0']['MultiHeadDotProductAttention_time']
+  assert float(jnp.abs(grads['out']['kernel']).max()) > 1e-4  # It trains, unlike 'zero' kernels.
+
+
 def test_output_projection_is_zero_initialised():
   module = build_model(tiny_config())
   params = module.init({'params': jax.random.key(0)}, video(), train=False)['params']

@@ -78,6 +78,11 @@ def _model_defaults() -> ml_collections.ConfigDict:
       'attention_order': 'time_space',  # Model 3 only.
       'spatial_only_baseline': False,  # Model 2 only: the average-pool baseline.
       'attention_kernel_init_method': 'xavier',  # Model 3 only, as Scenic.
+      # Model 3 from scratch only: zero each temporal attention's output
+      # projection, so every block starts as identity over time (as
+      # init_from.temporal_attention_init='zero' does from an image model).
+      # False is Scenic; see docs/scenic_differences.md.
+      'zero_init_temporal_out': False,
     }
   )
   m.temporal_encoding_config = ml_collections.ConfigDict(

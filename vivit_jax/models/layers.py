@@ -86,10 +86,14 @@ class _Block(nn.Module):
   def _drop_path(self) -> StochasticDepth:
     return StochasticDepth(self.droplayer_p, self.options.stochastic_depth_rescale)
 
-  def _attention(self, kernel_init: Initializer, name: str | None = None):
+  def _attention(
+    self, kernel_init: Initializer, name: str | None = None, out_kernel_init: Initializer | None = None
+  ):
+    """`out_kernel_init`: the output projection's init; None is `kernel_init`."""
     return nn.MultiHeadDotProductAttention(
       num_heads=self.size.num_heads,
       kernel_init=kernel_init,
+      out_kernel_init=out_kernel_init,
       broadcast_dropout=False,
       dropout_rate=self.options.attention_dropout_rate,
       attention_fn=self.attention_fn,
@@ -129,6 +133,8 @@ class FactorizedSelfAttentionBlock(_Block):
 
   Each attention and the MLP has its own pre-norm residual and its own
   stochastic-depth draw (Scenic's version ignores stochastic depth here).
+  With `attention.zero_init_temporal_out` the temporal attention's output
+  projection starts at zero, so the block starts as identity over time.
 
   Input x: [b, t*s, d] with tokens time-major; `temporal_dims` is t.
   Parameters: LayerNorm_time, MultiHeadDotProductAttention_time, LayerNorm_space,
@@ -145,11 +151,13 @@ class FactorizedSelfAttentionBlock(_Block):
     x = inputs.reshape(b, self.temporal_dims, n // self.temporal_dims, d)
     drop_path = self._drop_path()
     kernel_init = ATTENTION_KERNEL_INITS[self.attention.attention_kernel_init_method]
+    zero_time_out = self.attention.zero_init_temporal_out
     for axis in self.attention.attention_order.split('_'):
       # Attention runs over axis -2: bring time there for temporal attention.
       y = jnp.swapaxes(x, 1, 2) if axis == 'time' else x
       y = nn.LayerNorm(dtype=dtype, name=f'LayerNorm_{axis}')(y)
-      y = self._attention(kernel_init, name=f'MultiHeadDotProductAttention_{axis}')(
+      out_init = nn.initializers.zeros if axis == 'time' and zero_time_out else None
+      y = self._attention(kernel_init, f'MultiHeadDotProductAttention_{axis}', out_init)(
         y, y, deterministic=deterministic
       )
       y = nn.Dropout(rate=self.options.dropout_rate)(y, deterministic)

@@ -54,12 +54,17 @@ class AttentionOptions:
     attention_order: Model 3's 'time_space' or 'space_time'.
     attention_kernel_init_method: Model 3's attention kernel init, 'xavier' or 'zero'.
     spatial_only_baseline: Model 2 without a temporal encoder (the average-pool baseline).
+    zero_init_temporal_out: Model 3's temporal attentions start with a zero
+      output projection (the block is identity over time at initialisation;
+      query, key and value keep their init, so unlike zeroing every kernel the
+      temporal attention still trains).
   """
 
   type: str
   attention_order: str
   attention_kernel_init_method: str
   spatial_only_baseline: bool
+  zero_init_temporal_out: bool
 
 
 @dataclasses.dataclass(frozen=True)
