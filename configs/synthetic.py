@@ -3,7 +3,8 @@
 `--config=configs/synthetic.py:temporal_order` selects the temporal-order
 variant instead (6 classes that differ only in the order of three motions, in
 `data/synthetic_temporal_order`): the data on which attending over time is
-needed at all, since the average-pool baseline is at chance there.
+needed at all, since the average-pool baseline is at chance there. No model
+learns it yet in 512 steps (docs/ablations.md, 'The temporal-order variant').
 
 The dataset (8 motion classes, 24-frame 32x32 clips; see
 vivit_jax/data/synthetic.py) is generated into `data/synthetic` on first use.
@@ -33,8 +34,9 @@ def get_config(options: str | None = None):
   """`options`: comma-separated, after the colon of `--config=configs/synthetic.py:...`.
 
   'motion' (the default data) or 'temporal_order' (the temporal-order variant);
-  'factorised': the recipe for the factorised models (a 4x lower peak learning
-  rate, 5e-4; see docs/ablations.md, 'Why Models 2 and 3 stall').
+  'factorised': the recipe Model 2 needs from scratch (a 4x lower peak learning
+  rate, 5e-4; see docs/ablations.md, 'Why Models 2 and 3 stall'). Model 3's
+  recipe, zero_init_temporal_out, is set either way.
   """
   chosen = [o for o in (options or '').split(',') if o]
   unknown = [o for o in chosen if o not in _OPTIONS]

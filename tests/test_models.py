@@ -256,8 +256,9 @@ def test_zero_init_temporal_out_starts_identity_over_time_and_still_trains():
   def loss(p):
     return jnp.sum(module.apply({'params': p}, x, train=False) ** 2)
 
-  grads = jax.grad(loss)(params)['Transformer']['encoderblock_0']['MultiHeadDotProductAttention_time']
-  assert float(jnp.abs(grads['out']['kernel']).max()) > 1e-4  # It trains, unlike 'zero' kernels.
+  grads = jax.grad(loss)(params)['Transformer']['encoderblock_0']
+  time_out = grads['MultiHeadDotProductAttention_time']['out']['kernel']
+  assert float(jnp.abs(time_out).max()) > 1e-4  # It trains, unlike 'zero' kernels.
 
 
 def test_output_projection_is_zero_initialised():

@@ -87,7 +87,10 @@ class _Block(nn.Module):
     return StochasticDepth(self.droplayer_p, self.options.stochastic_depth_rescale)
 
   def _attention(
-    self, kernel_init: Initializer, name: str | None = None, out_kernel_init: Initializer | None = None
+    self,
+    kernel_init: Initializer,
+    name: str | None = None,
+    out_kernel_init: Initializer | None = None,
   ):
     """`out_kernel_init`: the output projection's init; None is `kernel_init`."""
     return nn.MultiHeadDotProductAttention(
