@@ -26,13 +26,16 @@ def segment_motion(clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   ix = np.gradient(grey, axis=3)[:, :-1]
   iy = np.gradient(grey, axis=2)[:, :-1]
   per = grey.shape[1] // SEGMENTS
-  xs, ys = [], []
-  for k in range(SEGMENTS):
-    # The frame differences inside segment k (none across a boundary).
-    inside = slice(k * per, (k + 1) * per - 1)
-    xs.append(-(ix[:, inside] * it[:, inside]).sum((1, 2, 3)) / (ix[:, inside] ** 2).sum((1, 2, 3)))
-    ys.append(-(iy[:, inside] * it[:, inside]).sum((1, 2, 3)) / (iy[:, inside] ** 2).sum((1, 2, 3)))
-  return np.stack(xs, 1), np.stack(ys, 1)
+  # The frame differences inside each segment (none across a boundary).
+  insides = [slice(k * per, (k + 1) * per - 1) for k in range(SEGMENTS)]
+
+  def motion(grad: np.ndarray) -> np.ndarray:
+    ratios = [
+      -(grad[:, s] * it[:, s]).sum((1, 2, 3)) / (grad[:, s] ** 2).sum((1, 2, 3)) for s in insides
+    ]
+    return np.stack(ratios, 1)
+
+  return motion(ix), motion(iy)
 
 
 def main():
