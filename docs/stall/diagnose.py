@@ -8,9 +8,17 @@ optimiser, schedule, loss and clipping, and records every 16 steps the train
 loss and top-1 and the gradient norm of each top-level module (before
 clipping); then the validation top-1 (512 clips, one view). Overrides are
 config paths (`lr_configs.warmup_steps=200`); the schedule length follows STEPS.
+
+Two overrides are not config paths: `init_from=WORKDIR` copies every parameter of
+that training workdir's latest checkpoint whose name and shape match (not the
+head; the average-pool baseline's SpatialTransformer also initialises the
+'Transformer' of Models 1, 3 and 4, its position embedding tiled over time), and
+`freeze=REGEX` keeps every parameter whose 'a/b/c' name matches at its initial
+value: no update, no decay (e.g. `freeze='SpatialTransformer/|embedding/'`).
 """
 
 import json
+import re
 import sys
 import time
 
@@ -18,22 +26,85 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import traverse_util
 
 from configs import synthetic as synthetic_config
 from vivit_jax import config as config_lib
 from vivit_jax.ablation import runner, sweeps
+from vivit_jax.checkpoints import formats
 from vivit_jax.data import build_dataset
 from vivit_jax.models import build_model
 from vivit_jax.train import losses, optimizers, schedules
 from vivit_jax.train.state import init_params
 
+# A single-frame-encoder source (the average-pool baseline's SpatialTransformer)
+# read as a joint encoder ('Transformer'); Model 3's blocks name the spatial
+# half of each block differently.
+_SOURCE_NAMES = (
+  (r'^Transformer/', 'SpatialTransformer/'),
+  (r'/LayerNorm_space/', '/LayerNorm_0/'),
+  (r'/MultiHeadDotProductAttention_space/', '/MultiHeadDotProductAttention_0/'),
+  (r'/LayerNorm_mlp/', '/LayerNorm_1/'),
+  (r'/MlpBlock/', '/MlpBlock_0/'),
+)
+
+
+def _source_value(name, shape, source):
+  """The source array for target `name`: same name, else the baseline's renamed one.
+
+  A spatial position embedding [1, s, d] is tiled over time for a [1, t*s, d]
+  target (time-major tokens), as Scenic's 'tile' posemb init does.
+  """
+  value = source.get(name)
+  if value is None:
+    for pattern, replacement in _SOURCE_NAMES:
+      name = re.sub(pattern, replacement, name)
+    value = source.get(name)
+  if value is not None and name.endswith('pos_embedding') and value.shape != shape:
+    if shape[1] % value.shape[1] == 0 and value.shape[2] == shape[2]:
+      value = np.tile(value, (1, shape[1] // value.shape[1], 1))
+  return value
+
+
+def copy_matching(params, source):
+  """params with every leaf that `source` ({'a/b/c': array}) has at the same shape, but the head."""
+  flat = traverse_util.flatten_dict(params)
+  copied = 0
+  for key, init in flat.items():
+    value = _source_value('/'.join(key), init.shape, source)
+    if value is not None and value.shape == init.shape and key[0] != 'output_projection':
+      flat[key] = jnp.asarray(value)
+      copied += 1
+  print(f'init_from: copied {copied} of {len(flat)} parameters', file=sys.stderr)
+  return traverse_util.unflatten_dict(flat)
+
+
+def freeze(tx, params, pattern):
+  """tx that leaves every parameter whose 'a/b/c' name matches `pattern` unchanged (no decay)."""
+  flat = traverse_util.flatten_dict(params)
+  labels = {k: 'frozen' if re.match(pattern, '/'.join(k)) else 'trained' for k in flat}
+  count = sum(v == 'frozen' for v in labels.values())
+  if not count:
+    raise ValueError(f'freeze={pattern}: matches no parameter name.')
+  print(f'freeze: {count} of {len(flat)} parameters', file=sys.stderr)
+  tx = optax.multi_transform(
+    {'trained': tx, 'frozen': optax.set_to_zero()}, traverse_util.unflatten_dict(labels)
+  )
+  return tx
+
 
 def main(name, variant, steps, seed, *overrides):
   steps, seed = int(steps), int(seed)
   base = synthetic_config.get_config()
-  extra = {}
+  extra, init_from, frozen = {}, None, None
   for item in overrides:
     key, value = item.split('=', 1)
+    if key == 'init_from':
+      init_from = value
+      continue
+    if key == 'freeze':
+      frozen = value
+      continue
     try:
       extra[key] = json.loads(value)
     except json.JSONDecodeError:
@@ -50,6 +121,10 @@ def main(name, variant, steps, seed, *overrides):
   tx = optimizers.build_optimizer(config, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(seed))
   params = init_params(module, init_rng, ds.meta.input_shape)
+  if init_from:
+    params = copy_matching(params, formats.read_orbax(init_from))
+  if frozen:
+    tx = freeze(tx, params, frozen)
   opt_state = tx.init(params)
   max_norm = config.max_grad_norm
 
@@ -106,6 +181,8 @@ def main(name, variant, steps, seed, *overrides):
     'steps': steps,
     'seed': seed,
     'overrides': extra,
+    'init_from': init_from,
+    'freeze': frozen,
     'val_top1': hits / total,
     'wall_s': round(time.time() - start, 1),
     'log': log,
