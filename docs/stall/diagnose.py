@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import traverse_util
 
 from configs import synthetic as synthetic_config
 from vivit_jax import config as config_lib
@@ -68,29 +67,29 @@ def _source_value(name, shape, source):
 
 def copy_matching(params, source):
   """params with every leaf that `source` ({'a/b/c': array}) has at the same shape, but the head."""
-  flat = traverse_util.flatten_dict(params)
+  flat = formats.flatten(params)
   copied = 0
-  for key, init in flat.items():
-    value = _source_value('/'.join(key), init.shape, source)
-    if value is not None and value.shape == init.shape and key[0] != 'output_projection':
-      flat[key] = jnp.asarray(value)
+  for name, init in flat.items():
+    if name.startswith('output_projection/'):
+      continue  # A new head: the classes differ.
+    value = _source_value(name, init.shape, source)
+    if value is not None and value.shape == init.shape:
+      flat[name] = value
       copied += 1
   print(f'init_from: copied {copied} of {len(flat)} parameters', file=sys.stderr)
-  return traverse_util.unflatten_dict(flat)
+  return jax.tree_util.tree_map(jnp.asarray, formats.unflatten(flat))
 
 
 def freeze(tx, params, pattern):
   """tx that leaves every parameter whose 'a/b/c' name matches `pattern` unchanged (no decay)."""
-  flat = traverse_util.flatten_dict(params)
-  labels = {k: 'frozen' if re.match(pattern, '/'.join(k)) else 'trained' for k in flat}
+  labels = {n: 'frozen' if re.match(pattern, n) else 'trained' for n in formats.flatten(params)}
   count = sum(v == 'frozen' for v in labels.values())
   if not count:
     raise ValueError(f'freeze={pattern}: matches no parameter name.')
-  print(f'freeze: {count} of {len(flat)} parameters', file=sys.stderr)
-  tx = optax.multi_transform(
-    {'trained': tx, 'frozen': optax.set_to_zero()}, traverse_util.unflatten_dict(labels)
+  print(f'freeze: {count} of {len(labels)} parameters', file=sys.stderr)
+  return optax.multi_transform(
+    {'trained': tx, 'frozen': optax.set_to_zero()}, formats.unflatten(labels)
   )
-  return tx
 
 
 def main(name, variant, steps, seed, *overrides):

@@ -16,7 +16,6 @@ clips and scored on the second.
 import sys
 
 import numpy as np
-from flax import traverse_util
 
 from configs import synthetic
 from vivit_jax import config as config_lib
@@ -36,7 +35,7 @@ def slot_features(workdir: str) -> tuple[np.ndarray, np.ndarray, dict]:
   config = config_lib.resolve(runner.apply_overrides(base, overrides))
   ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
   flat = formats.read_orbax(workdir)
-  params = traverse_util.unflatten_dict({tuple(k.split('/')): v for k, v in flat.items()})
+  params = formats.unflatten(flat)
   module = build_model(config, flat['output_projection/bias'].shape[0])
   feats, motions = [], []
   for batch in ds.eval_iter():

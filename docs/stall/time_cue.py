@@ -28,19 +28,25 @@ from vivit_jax.models import build_model
 BRIGHTER = 0.3
 
 
-def batch(rng: np.random.Generator, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-  clips = rng.uniform(-0.5, 0.5, (size, 12, 32, 32, 3)).astype(np.float32)
+def batch(
+  rng: np.random.Generator, shape: tuple[int, ...], size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+  """`size` noise clips of `shape` [T, H, W, 3] with one third of the frames brighter, and which."""
+  clips = rng.uniform(-0.5, 0.5, (size, *shape)).astype(np.float32)
   labels = rng.integers(0, 3, size)
+  third = shape[0] // 3
   for clip, label in zip(clips, labels):
-    clip[4 * label : 4 * label + 4] += BRIGHTER
+    clip[third * label : third * (label + 1)] += BRIGHTER
   return clips, labels
 
 
 def main(variant: str = 'spacetime', steps: str = '200'):
   base = synthetic.get_config('temporal_order')
   config = config_lib.resolve(runner.apply_overrides(base, sweeps.variant_overrides(base, variant)))
+  d = config.dataset_configs
+  shape = (d.num_frames, d.crop_size, d.crop_size, 3)
   module = build_model(config, 3)
-  params = module.init(jax.random.key(0), jnp.zeros((1, 12, 32, 32, 3)), train=False)['params']
+  params = module.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False)['params']
   tx = optax.adamw(1e-3, weight_decay=0.05)
   opt_state = tx.init(params)
 
@@ -57,7 +63,7 @@ def main(variant: str = 'spacetime', steps: str = '200'):
 
   rng, start = np.random.default_rng(0), time.time()
   for i in range(int(steps)):
-    params, opt_state, loss, top1 = step(params, opt_state, *batch(rng))
+    params, opt_state, loss, top1 = step(params, opt_state, *batch(rng, shape))
     if (i + 1) % 20 == 0:
       took = time.time() - start
       print(f'step {i + 1}: loss {float(loss):.4f}, top-1 {float(top1):.3f} ({took:.0f} s)')
