@@ -97,6 +97,35 @@ def test_weight_decay_skips_biases_norms_and_embeddings():
   assert float(jnp.abs(updates['cls']).max()) == 0.0
 
 
+def test_freeze_params_leaves_matching_parameters_unchanged_and_trains_the_rest():
+  params = {
+    'SpatialTransformer': {'encoderblock_0': {'kernel': jnp.ones((2, 2))}},
+    'embedding': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)},
+    'TemporalTransformer': {'encoderblock_0': {'kernel': jnp.ones((2, 2))}},
+  }
+  config = get_defaults()
+  config.optimizer = 'adamw'
+  config.optimizer_configs.weight_decay = 0.5  # Frozen means no decay either.
+  config.optimizer_configs.freeze_params = 'SpatialTransformer/|embedding/'
+  tx = optimizers.build_optimizer(config, optax.constant_schedule(0.1))
+  grads = jax.tree_util.tree_map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  frozen = [updates['SpatialTransformer'], updates['embedding']]
+  assert all(float(jnp.abs(u).max()) == 0.0 for u in jax.tree_util.tree_leaves(frozen))
+  assert float(updates['TemporalTransformer']['encoderblock_0']['kernel'][0, 0]) < 0
+
+
+def test_freeze_params_that_match_nothing_or_do_not_parse_are_rejected():
+  config = get_defaults()
+  config.optimizer_configs.freeze_params = 'Spatial_Transformer/'
+  tx = optimizers.build_optimizer(config, optax.constant_schedule(0.1))
+  with pytest.raises(ConfigError, match='matches no parameter.*SpatialTransformer/kernel'):
+    tx.init({'SpatialTransformer': {'kernel': jnp.ones(2)}})
+  config.optimizer_configs.freeze_params = 'embedding/('
+  with pytest.raises(ConfigError, match='not a regular expression'):
+    optimizers.build_optimizer(config, optax.constant_schedule(0.1))
+
+
 @pytest.mark.parametrize('name', ['sgd', 'nesterov', 'adam', 'adamw'])
 def test_every_optimizer_builds_and_steps(name):
   config = get_defaults()

@@ -198,6 +198,9 @@ def get_defaults() -> ml_collections.ConfigDict:
       'epsilon': 1e-8,
       'weight_decay': 0.0,
       'skip_scale_and_bias_regularization': True,
+      # A regular expression over Scenic's '/'-joined parameter names (matched
+      # at the start, as re.match): matching parameters are never updated.
+      'freeze_params': config_dict.placeholder(str),
     }
   )
   c.l2_decay_factor = config_dict.placeholder(float)

@@ -7,6 +7,8 @@ vector (Scenic clips each device's gradient before the mean).
 
 from __future__ import annotations
 
+import re
+
 import jax
 import ml_collections
 import optax
@@ -48,6 +50,10 @@ def build_optimizer(
   (decoupled weight decay). `optimizer_configs.weight_decay` is multiplied by
   the learning rate for every optimiser, as optax does; with
   `skip_scale_and_bias_regularization` it only touches kernels (`decay_mask`).
+  With `optimizer_configs.freeze_params` (a regex over Scenic's '/'-joined
+  names, matched at the start) the matching parameters get a zero update: no
+  step, no weight decay. Their gradients are still computed and still count in
+  the `max_grad_norm` clipping norm.
 
   Args:
     config: a resolved config.
@@ -56,6 +62,53 @@ def build_optimizer(
   Returns:
     An optax GradientTransformation.
   """
+  tx = _base_optimizer(config, schedule)
+  pattern = config.optimizer_configs.get('freeze_params')
+  if not pattern:
+    return tx
+  return optax.multi_transform(
+    {'trained': tx, 'frozen': optax.set_to_zero()}, freeze_labels(pattern)
+  )
+
+
+def _path_name(path) -> str:
+  """'Transformer/encoderblock_0/MlpBlock_0/Dense_0/kernel' for a tree path."""
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path)
+
+
+def freeze_labels(pattern: str):
+  """params -> the same tree of 'frozen' / 'trained', by `pattern` over '/'-joined names.
+
+  Raises ConfigError for a bad regular expression, and (when the labels are
+  made, at `tx.init`) for one that matches no parameter: a typo would
+  otherwise train everything.
+  """
+  try:
+    regex = re.compile(pattern)
+  except re.error as e:
+    raise ConfigError(
+      f'optimizer_configs.freeze_params {pattern!r} is not a regular expression: {e}.'
+    ) from e
+
+  def labels(params):
+    def label(path, _):
+      return 'frozen' if regex.match(_path_name(path)) else 'trained'
+
+    tree = jax.tree_util.tree_map_with_path(label, params)
+    if 'frozen' not in jax.tree_util.tree_leaves(tree):
+      names = [_path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+      raise ConfigError(
+        f'optimizer_configs.freeze_params {pattern!r} matches no parameter (re.match over '
+        f'names such as {", ".join(names[:3])}); fix the pattern or unset it.'
+      )
+    return tree
+
+  return labels
+
+
+def _base_optimizer(
+  config: ml_collections.ConfigDict, schedule: Schedule
+) -> optax.GradientTransformation:
   name = config.optimizer
   oc = config.optimizer_configs
   if name not in OPTIMIZERS:
