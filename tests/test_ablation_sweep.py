@@ -3,6 +3,7 @@ tubelet_init's image pre-training is inflated into every row."""
 
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -12,8 +13,8 @@ from train_fakes import compilation_cache, write_tiny_split  # noqa: F401 (fixtu
 from vivit_jax import ablation
 from vivit_jax import config as config_lib
 from vivit_jax.ablation import pretrain, runner
-from vivit_jax.checkpoints import load_pretrained
-from vivit_jax.checkpoints.formats import read_checkpoint
+from vivit_jax.checkpoints import formats, load_pretrained
+from vivit_jax.checkpoints.formats import read_checkpoint, read_orbax
 from vivit_jax.config import load_config_file
 from vivit_jax.models import build_model
 from vivit_jax.models.stats import abstract_params, count_params
@@ -190,3 +191,62 @@ def test_variants_share_width_and_depth_and_count_params_as_the_paper():
   assert params['4 factorised dot-product'] == params['1 spatio-temporal']
   assert params['2 average-pool baseline'] < params['2 factorised encoder']
   assert params['3 factorised self-attn'] > params['1 spatio-temporal']
+
+
+def test_variants_pretrained_starts_each_row_from_the_baseline_frozen_and_resumes(
+  tiny_config, tmp_path
+):
+  workdir = str(tmp_path)
+  with pytest.raises(config_lib.ConfigError, match='--pretrain_config'):
+    ablation.build_sweep('variants_pretrained', tiny_config, workdir)
+  sweep = ablation.build_sweep(
+    'variants_pretrained', tiny_config, workdir, pretrain_config=tiny_config
+  )
+  baseline_dir = os.path.join(workdir, 'variants_pretrained', 'pretrain', 'seed_0')
+  assert runner.is_finished(baseline_dir)
+  # A second build finds the finished pre-training and trains nothing.
+  ablation.build_sweep(
+    'variants_pretrained',
+    tiny_config,
+    workdir,
+    pretrain_config=tiny_config,
+    train_fn=lambda *a: pytest.fail('pre-trained again'),
+  )
+  rows = {row.label: runner.row_config(tiny_config, row, 0) for row in sweep.rows}
+  assert {c.init_from.checkpoint_path for c in rows.values()} == {baseline_dir}
+
+  # Model 3 starts from the baseline's spatial encoder: its blocks' spatial
+  # halves renamed, the position embedding tiled over time, a new head.
+  config = rows['3 factorised self-attn']
+  baseline = read_orbax(baseline_dir)
+  start = formats.flatten(_row_params(config))
+  mlp = 'encoderblock_0/{}/Dense_0/kernel'
+  np.testing.assert_array_equal(
+    start['Transformer/' + mlp.format('MlpBlock')],
+    baseline['SpatialTransformer/' + mlp.format('MlpBlock_0')],
+  )
+  posemb = 'posembed_input/pos_embedding'
+  t = tiny_config.dataset_configs.num_frames // tiny_config.model.patches.size[2]
+  np.testing.assert_array_equal(
+    start[f'Transformer/{posemb}'], np.tile(baseline[f'SpatialTransformer/{posemb}'], (1, t, 1))
+  )
+
+  # Trained 1 step, then resumed to 2, it equals 2 steps in one go; what the
+  # row freezes is still the baseline's, the temporal attention and head moved.
+  one = runner.apply_overrides(config, {'num_training_steps': 1})
+  resumed, straight = str(tmp_path / 'resumed'), str(tmp_path / 'straight')
+  train_and_evaluate(one, resumed)
+  os.remove(os.path.join(resumed, 'results.json'))
+  train_and_evaluate(config, resumed)
+  train_and_evaluate(config, straight)
+  after, again = read_orbax(resumed), read_orbax(straight)
+  assert sorted(after) == sorted(again) == sorted(start)
+  pattern, moved = config.optimizer_configs.freeze_params, []
+  for name in start:
+    np.testing.assert_array_equal(after[name], again[name], err_msg=name)
+    if re.match(pattern, name):
+      np.testing.assert_array_equal(after[name], start[name], err_msg=name)
+    elif not np.array_equal(after[name], start[name]):
+      moved.append(name)
+  assert any('MultiHeadDotProductAttention_time' in n for n in moved)
+  assert any(n.startswith('output_projection/') for n in moved)

@@ -7,11 +7,13 @@ path of main.py) and writes `workdir/<name>.md` and `workdir/<name>.png`;
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import ml_collections
 
 from vivit_jax import config as config_lib
+from vivit_jax import errors
 from vivit_jax.ablation import pretrain, report, runner, sweeps
 from vivit_jax.ablation.sweeps import SWEEPS, Row, Sweep, get_sweep
 
@@ -25,6 +27,9 @@ def build_sweep(
   checkpoint: str | None = None,
   pretrain_steps: int | None = None,
   train_fn: Callable | None = None,
+  seeds: int = 1,
+  pretrain_config: ml_collections.ConfigDict | None = None,
+  report_only: bool = False,
 ) -> Sweep:
   """The sweep `name` on the resolved `config`.
 
@@ -32,17 +37,65 @@ def build_sweep(
   `tubelet_init`, `checkpoint` is the image model (a ViT .npz or Scenic
   msgpack); without one, a single-frame image model is first pre-trained in
   `workdir/tubelet_init/image_pretrain` (vivit_jax.ablation.pretrain).
+
+  For `variants_pretrained`, `checkpoint` is a directory of `seed_<i>` training
+  workdirs of the average-pool baseline (such as the `variants` sweep's
+  `2_average_pool_baseline` row), seed i starting from `seed_<i>`, or one
+  checkpoint for every seed; without one, the baseline is first trained on
+  `pretrain_config` for each seed (`pretrain.pretrain_baselines`).
+
+  Raises:
+    runner.Preempted: a pre-training run was preempted.
   """
   kwargs = {}
   if values and name in ('frames', 'temporal_layers'):
     kwargs['values'] = tuple(values)
   if name == 'tubelet_init':
-    if checkpoint is None:
+    if checkpoint is None and not report_only:
       checkpoint = pretrain.pretrain_image_model(
         config, workdir, num_steps=pretrain_steps, train_fn=train_fn
       )
     kwargs['checkpoint'] = checkpoint
+  if name == 'variants_pretrained' and not report_only:
+    kwargs['checkpoints'] = _baseline_checkpoints(
+      checkpoint, pretrain_config, workdir, seeds, pretrain_steps, train_fn
+    )
   return get_sweep(name, config, **kwargs)
+
+
+def _baseline_checkpoints(
+  checkpoint, pretrain_config, workdir, seeds, pretrain_steps, train_fn
+) -> Callable[[int], str]:
+  """seed -> the checkpoint `variants_pretrained` starts that seed from."""
+  if checkpoint is not None:
+    if not os.path.exists(checkpoint):
+      raise errors.MissingFileError(
+        f'variants_pretrained: --checkpoint {checkpoint} does not exist. Give a directory of '
+        "seed_<i> training workdirs (e.g. the variants sweep's 2_average_pool_baseline) or "
+        'one checkpoint.'
+      )
+    if not os.path.isdir(os.path.join(checkpoint, 'seed_0')):
+      return lambda seed: checkpoint
+    missing = [s for s in range(seeds) if not os.path.isdir(os.path.join(checkpoint, f'seed_{s}'))]
+    if missing:
+      raise errors.MissingFileError(
+        f'variants_pretrained: {checkpoint} has no seed_{missing[0]} for seed {missing[0]} of '
+        f'{seeds}: train that many seeds of the baseline there, or pass --seeds={missing[0]}.'
+      )
+    return lambda seed: os.path.join(checkpoint, f'seed_{seed}')
+  if pretrain_config is None:
+    raise config_lib.ConfigError(
+      'variants_pretrained starts each row from a pre-trained average-pool baseline: pass '
+      '--pretrain_config=CONFIG (the data to pre-train it on, e.g. '
+      'configs/synthetic.py:factorised) or --checkpoint=DIR (seed_<i> workdirs of one).'
+    )
+  return pretrain.pretrain_baselines(
+    config_lib.resolve(pretrain_config),
+    workdir,
+    seeds,
+    num_steps=pretrain_steps,
+    train_fn=train_fn,
+  )
 
 
 def ablate(
@@ -58,6 +111,7 @@ def ablate(
   header: str = '',
   train_fn: Callable | None = None,
   report_only: bool = False,
+  pretrain_config: ml_collections.ConfigDict | None = None,
 ) -> tuple[str, str] | None:
   """Runs sweep `name` (resumable) and writes its report.
 
@@ -69,15 +123,21 @@ def ablate(
     (rerun the same command to continue).
   """
   config = config_lib.resolve(config)
-  sweep = build_sweep(
-    name,
-    config,
-    workdir,
-    values=values,
-    checkpoint=checkpoint,
-    pretrain_steps=pretrain_steps,
-    train_fn=train_fn,
-  )
+  try:
+    sweep = build_sweep(
+      name,
+      config,
+      workdir,
+      values=values,
+      checkpoint=checkpoint,
+      pretrain_steps=pretrain_steps,
+      train_fn=train_fn,
+      seeds=seeds,
+      pretrain_config=pretrain_config,
+      report_only=report_only,
+    )
+  except runner.Preempted:
+    return None
   if not report_only and not runner.run_sweep(
     sweep, config, workdir, seeds, train_fn=train_fn, costs=costs
   ):

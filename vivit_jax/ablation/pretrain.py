@@ -99,3 +99,43 @@ def pretrain_image_model(
   flat = {k: v for k, v in flat.items() if not k.startswith('output_projection')}
   write_scenic(path, flat)
   return path
+
+
+BASELINE_PRETRAIN = 'pretrain'
+
+
+def pretrain_baselines(
+  pretrain_config: ml_collections.ConfigDict,
+  workdir: str,
+  seeds: int,
+  *,
+  num_steps: int | None = None,
+  train_fn: Callable | None = None,
+) -> Callable[[int], str]:
+  """Trains (or reuses) the average-pool baseline for `variants_pretrained`, per seed.
+
+  The `variants` sweep's baseline row on `pretrain_config` (the data whose
+  per-tubelet features the rows start from: for the temporal-order data, the
+  motion data), seed i in `<workdir>/variants_pretrained/pretrain/seed_<i>`
+  through the same resumable runner.
+
+  Returns:
+    seed -> that seed's training workdir (an `init_from.checkpoint_path`).
+
+  Raises:
+    runner.Preempted: a run was preempted (SIGTERM); rerun to continue.
+  """
+  overrides = sweeps.variant_overrides(pretrain_config, 'average_pool_baseline')
+  if num_steps:
+    overrides.update({'num_training_steps': num_steps, 'lr_configs.steps_per_cycle': num_steps})
+  sweep = sweeps.Sweep(
+    'variants_pretrained',
+    'pre-training of the average-pool baseline',
+    (sweeps.Row(BASELINE_PRETRAIN, overrides),),
+    'row',
+    '',
+    'none',
+  )
+  if not runner.run_sweep(sweep, pretrain_config, workdir, seeds, train_fn=train_fn, costs=False):
+    raise runner.Preempted('variants_pretrained: pre-training')
+  return lambda seed: runner.seed_dir(workdir, sweep, sweep.rows[0], seed)

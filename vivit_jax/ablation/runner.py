@@ -32,6 +32,10 @@ WALL_TIME = 'wall_time.json'
 COSTS = 'costs.json'
 
 
+class Preempted(Exception):
+  """A run stopped on SIGTERM before its end; rerunning the same command continues it."""
+
+
 def slug(label: str) -> str:
   """A directory name for a row label: '2 factorised encoder' -> '2_factorised_encoder'."""
   return re.sub(r'[^a-z0-9]+', '_', label.lower()).strip('_')
@@ -64,7 +68,7 @@ def apply_overrides(
 
 def row_config(base: ml_collections.ConfigDict, row: Row, seed: int) -> ml_collections.ConfigDict:
   """The config one row and seed trains with: base + row overrides, rng_seed offset by seed."""
-  config = apply_overrides(base, row.overrides)
+  config = apply_overrides(base, row.overrides_for(seed))
   config.rng_seed = int(base.rng_seed) + seed
   return config
 

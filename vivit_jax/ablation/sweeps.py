@@ -28,6 +28,8 @@ class Row:
     value: the swept value (frames, temporal layers), None for categorical rows.
     paper_top1: the paper's top-1 (%) for the same row, None where it has none.
     paper_gflops: the paper's GFLOPs for the same row (ViViT-B, 32x224x224).
+    seed_overrides: seed -> more overrides, for settings that differ per seed
+      (`variants_pretrained` starts seed i from pre-trained seed i).
   """
 
   label: str
@@ -35,6 +37,12 @@ class Row:
   value: float | None = None
   paper_top1: float | None = None
   paper_gflops: float | None = None
+  seed_overrides: Callable[[int], Mapping[str, Any]] | None = None
+
+  def overrides_for(self, seed: int) -> dict[str, Any]:
+    """`overrides`, then what `seed_overrides(seed)` adds (e.g. each seed's checkpoint)."""
+    extra = self.seed_overrides(seed) if self.seed_overrides else {}
+    return {**self.overrides, **extra}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +141,86 @@ def variants(config: ml_collections.ConfigDict) -> Sweep:
     'K400, ViViT-B',
     f'All at the base width and depth ({layers} layers); Model 2 adds '
     f'{n} temporal layer{"s" if n > 1 else ""}, as the paper adds 4 to 12.',
+  )
+
+
+# What each variant keeps fixed when it starts from the average-pool baseline's
+# encoder (`variants_pretrained`): the per-tubelet features that baseline learned
+# (its tubelet embedding and what in each block is spatial or per token), so that
+# only what attends over time, and the head, trains. Models 1 and 4 have no
+# separate temporal parameters: their attention, LayerNorms and position
+# embedding train. Regular expressions over Scenic's parameter names
+# (`optimizer_configs.freeze_params`); measured in docs/ablations.md.
+FROZEN_FROM_BASELINE = {
+  'spacetime': r'embedding/|Transformer/encoderblock_\d+/MlpBlock_0/',
+  'factorized_encoder': r'SpatialTransformer/|embedding/',
+  'factorized_self_attention_block': (
+    r'embedding/|Transformer/encoderblock_\d+/'
+    r'(LayerNorm_space|MultiHeadDotProductAttention_space|LayerNorm_mlp|MlpBlock)/'
+  ),
+  'factorized_dot_product_attention': r'embedding/|Transformer/encoderblock_\d+/MlpBlock_0/',
+  'average_pool_baseline': r'SpatialTransformer/|embedding/',
+}
+
+# Table 2's Epic Kitchens column: the dataset on which the paper's models that
+# attend over time gain most on the average-pool baseline.
+_PAPER_EK = {
+  'spacetime': 43.1,
+  'factorized_encoder': 43.7,
+  'factorized_self_attention_block': 39.1,
+  'factorized_dot_product_attention': 39.5,
+  'average_pool_baseline': 38.8,
+}
+
+
+def variants_pretrained(
+  config: ml_collections.ConfigDict, checkpoints: Callable[[int], str] | None = None
+) -> Sweep:
+  """Table 2 from a pre-trained per-tubelet encoder, held fixed.
+
+  Every row is the `variants` row, initialised from `checkpoints(seed)` (a
+  training workdir of the average-pool baseline, normally trained on other
+  data; the ablation runner pre-trains it) through `init_from`'s surgery (the
+  baseline's spatial encoder becomes Models 1, 3 and 4's `Transformer`, its
+  position embedding tiled over time; a new head), with the parameters of
+  `FROZEN_FROM_BASELINE` frozen. This is the recipe with which the models learn
+  the temporal-order data (docs/ablations.md).
+  """
+  base = variants(config)
+  names = (
+    'spacetime',
+    'factorized_encoder',
+    'factorized_self_attention_block',
+    'factorized_dot_product_attention',
+    'average_pool_baseline',
+  )
+
+  def per_seed(seed: int) -> dict[str, Any]:
+    return {} if checkpoints is None else {'init_from.checkpoint_path': checkpoints(seed)}
+
+  rows = tuple(
+    dataclasses.replace(
+      row,
+      overrides={
+        **row.overrides,
+        'init_from.restore_output_proj': False,
+        'init_from.positional_embed_size_change': 'tile',
+        'optimizer_configs.freeze_params': FROZEN_FROM_BASELINE[name],
+      },
+      paper_top1=_PAPER_EK[name],
+      seed_overrides=per_seed,
+    )
+    for row, name in zip(base.rows, names, strict=True)
+  )
+  return Sweep(
+    'variants_pretrained',
+    'Model variants from a pre-trained per-tubelet encoder, held fixed (paper Table 2)',
+    rows,
+    'gflops',
+    'GFLOPs per clip',
+    'EK, ViViT-B',
+    base.note + " Each seed starts from the average-pool baseline's encoder of the same seed, "
+    'pre-trained on other data, with its per-tubelet parts frozen.',
   )
 
 
@@ -260,6 +348,7 @@ def frames(config: ml_collections.ConfigDict, values: Sequence[int] | None = Non
 
 SWEEPS: dict[str, Callable[..., Sweep]] = {
   'variants': variants,
+  'variants_pretrained': variants_pretrained,
   'temporal_layers': temporal_layers,
   'tubelet_init': tubelet_init,
   'regularisers': regularisers,

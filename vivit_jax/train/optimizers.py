@@ -19,6 +19,11 @@ from vivit_jax.train.schedules import Schedule
 OPTIMIZERS = ('momentum', 'sgd', 'nesterov', 'adam', 'adamw')
 
 
+def _path_name(path) -> str:
+  """'Transformer/encoderblock_0/MlpBlock_0/Dense_0/kernel' for a tree path."""
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path)
+
+
 def decay_mask(params) -> object:
   """True for the parameters weight decay applies to.
 
@@ -33,9 +38,7 @@ def decay_mask(params) -> object:
   """
 
   def is_kernel(path, _) -> bool:
-    last = path[-1]
-    name = getattr(last, 'key', getattr(last, 'name', None))
-    return name == 'kernel'
+    return _path_name(path[-1:]) == 'kernel'
 
   return jax.tree_util.tree_map_with_path(is_kernel, params)
 
@@ -63,17 +66,12 @@ def build_optimizer(
     An optax GradientTransformation.
   """
   tx = _base_optimizer(config, schedule)
-  pattern = config.optimizer_configs.get('freeze_params')
+  pattern = config.optimizer_configs.freeze_params
   if not pattern:
     return tx
   return optax.multi_transform(
     {'trained': tx, 'frozen': optax.set_to_zero()}, freeze_labels(pattern)
   )
-
-
-def _path_name(path) -> str:
-  """'Transformer/encoderblock_0/MlpBlock_0/Dense_0/kernel' for a tree path."""
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path)
 
 
 def freeze_labels(pattern: str):
