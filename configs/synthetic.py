@@ -5,7 +5,10 @@ variant instead (6 classes that differ only in the order of three motions, in
 `data/synthetic_temporal_order`): the data on which attending over time is
 needed at all, since the average-pool baseline is at chance there. From scratch
 no model learns it in 512 steps; from the motion data's per-tubelet features,
-held fixed, they do (docs/ablations.md, 'The temporal-order variant').
+held fixed, they do: `ablate --sweep=variants_pretrained
+--config=configs/synthetic.py:temporal_order,factorised
+--pretrain_config=configs/synthetic.py:factorised` (docs/ablations.md, 'The
+temporal-order variant').
 
 The dataset (8 motion classes, 24-frame 32x32 clips; see
 vivit_jax/data/synthetic.py) is generated into `data/synthetic` on first use.
