@@ -74,15 +74,20 @@ def _baseline_checkpoints(
         "seed_<i> training workdirs (e.g. the variants sweep's 2_average_pool_baseline) or "
         'one checkpoint.'
       )
-    if not os.path.isdir(os.path.join(checkpoint, 'seed_0')):
+
+    def per_seed(seed: int) -> str:
+      return os.path.join(checkpoint, runner.seed_name(seed))
+
+    if not os.path.isdir(per_seed(0)):
       return lambda seed: checkpoint
-    missing = [s for s in range(seeds) if not os.path.isdir(os.path.join(checkpoint, f'seed_{s}'))]
+    missing = [s for s in range(seeds) if not os.path.isdir(per_seed(s))]
     if missing:
       raise errors.MissingFileError(
-        f'variants_pretrained: {checkpoint} has no seed_{missing[0]} for seed {missing[0]} of '
-        f'{seeds}: train that many seeds of the baseline there, or pass --seeds={missing[0]}.'
+        f'variants_pretrained: {checkpoint} has no {runner.seed_name(missing[0])} for seed '
+        f'{missing[0]} of {seeds}: train that many seeds of the baseline there, or pass '
+        f'--seeds={missing[0]}.'
       )
-    return lambda seed: os.path.join(checkpoint, f'seed_{seed}')
+    return per_seed
   if pretrain_config is None:
     raise config_lib.ConfigError(
       'variants_pretrained starts each row from a pre-trained average-pool baseline: pass '

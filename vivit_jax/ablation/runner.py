@@ -45,8 +45,13 @@ def row_dir(workdir: str, sweep: Sweep, row: Row) -> str:
   return os.path.join(workdir, sweep.name, slug(row.label))
 
 
+def seed_name(seed: int) -> str:
+  """The directory of one seed inside a row's: 'seed_<i>'."""
+  return f'seed_{seed}'
+
+
 def seed_dir(workdir: str, sweep: Sweep, row: Row, seed: int) -> str:
-  return os.path.join(row_dir(workdir, sweep, row), f'seed_{seed}')
+  return os.path.join(row_dir(workdir, sweep, row), seed_name(seed))
 
 
 def apply_overrides(
