@@ -28,6 +28,7 @@ SPEC = ClipSpec(
   crop_size=24,
   zero_centering=True,
   random_flip=True,
+  augment_on_device=False,
   num_classes=3,
   class_splits=None,
   split_names=(),
@@ -119,7 +120,7 @@ def test_decoded_frames_entry_points_match_the_record_path(fmt, rand_augment):
     # The decoded-frames path (video_files'): train_clip's seeds and sampling.
     seeds = tf.random.experimental.stateless_split(seed, 4)
     indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
-    ours = pipeline.train_from_frames(tf.gather(video, indices), seeds[1], seeds[2], spec)
+    ours, _ = pipeline.train_from_frames(tf.gather(video, indices), seeds[1], seeds[2], spec)
     np.testing.assert_array_equal(ours, pipeline.train_clip(record, seed, spec, jpeg)['inputs'])
   np.testing.assert_array_equal(
     pipeline.eval_from_frames(

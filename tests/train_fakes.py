@@ -86,6 +86,7 @@ class FakeDataset:  # Implements vivit_jax.data.meta.TrainingData.
       num_test_examples=num_test,
       num_test_views=num_views,
       label_names=[f'class{i}' for i in range(num_classes)],
+      device_augment=None,
     )
     self.train_starts = []
 

@@ -134,6 +134,11 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   d.one_hot_labels = True
   d.zero_centering = True
   d.random_flip = True
+  # Train batches leave the host as uint8 pixels (decoded, cropped, resized,
+  # flipped, RandAugment) with each clip's drawn colour change and erasing box;
+  # the train step does colour, normalisation and random erasing on the devices
+  # (vivit_jax/data/device_augment.py). Validation and test are unchanged.
+  d.augment_on_device = False
   d.skip_corrupt = False
   # Clips may list several classes in clip/label/index (multi-hot targets); when
   # False such a record is an error rather than a silently wrong label.

@@ -172,7 +172,11 @@ def input_pipeline_comparison(config, num_steps: int = 20) -> dict[str, float]:
   module = build_model(config, meta.num_classes)
   training = state_lib.build_training(config, module, meta.input_shape, 1000, jax.random.key(0))
   update = steps.make_update_fn(
-    apply_fn=module.apply, tx=training.tx, schedule=training.schedule, task=meta.task
+    apply_fn=module.apply,
+    tx=training.tx,
+    schedule=training.schedule,
+    task=meta.task,
+    device_augment=meta.device_augment,
   )
   state = flax.jax_utils.replicate(training.state, device)
   batches = prefetch_to_device(dataset.train_iter(), 2, device)

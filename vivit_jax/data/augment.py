@@ -35,7 +35,7 @@ SATURATION = (0.6, 1.4)
 CONTRAST = (0.6, 1.4)
 HUE = 0.2
 # tf.image.rgb_to_grayscale's weights.
-_LUMA = (0.2989, 0.587, 0.114)
+LUMA = (0.2989, 0.587, 0.114)
 
 # (apply f32[], brightness delta, saturation factor, contrast factor, hue delta, drop f32[]).
 ColourTransform = tf.Tensor
@@ -121,7 +121,7 @@ def apply_colour(clip: tf.Tensor, transform: ColourTransform, mean_stride: int =
   mean = tf.reduce_mean(sample, axis=[-3, -2], keepdims=True)
   x = _shift_hue((x - mean) * contrast + mean, hue)
   x = tf.where(apply > 0, tf.clip_by_value(x, 0.0, 1.0), clip)
-  grey = x[..., :1] * _LUMA[0] + x[..., 1:2] * _LUMA[1] + x[..., 2:] * _LUMA[2]
+  grey = x[..., :1] * LUMA[0] + x[..., 1:2] * LUMA[1] + x[..., 2:] * LUMA[2]
   return tf.where(drop > 0, tf.broadcast_to(grey, tf.shape(x)), x)
 
 
@@ -140,7 +140,7 @@ def _jitter(x: tf.Tensor, transform: tf.Tensor) -> tf.Tensor:
 
 
 def _grey3(x: tf.Tensor) -> tf.Tensor:
-  grey = x[..., :1] * _LUMA[0] + x[..., 1:2] * _LUMA[1] + x[..., 2:] * _LUMA[2]
+  grey = x[..., :1] * LUMA[0] + x[..., 1:2] * LUMA[1] + x[..., 2:] * LUMA[2]
   return tf.concat([grey, grey, grey], axis=-1)
 
 
@@ -197,6 +197,31 @@ def finish_clip(
   )
 
 
+def erasing_box(height: tf.Tensor, width: tf.Tensor, prob: float, seed: tf.Tensor) -> tf.Tensor:
+  """Draws one clip's random-erasing rectangle.
+
+  Args:
+    height, width: the clip's frame size.
+    prob: probability of erasing.
+    seed: int32[2] (the same as `random_erasing`'s).
+
+  Returns:
+    int32[5]: (erase 0 or 1, top, left, height, width), 2% to 1/3 of the area,
+    aspect ratio 0.3 to 3.3.
+  """
+  s = tf.random.experimental.stateless_split(seed, 6)
+  h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  area = tf.random.stateless_uniform([], s[0], 0.02, 1.0 / 3.0) * h * w
+  log_ratio = tf.random.stateless_uniform([], s[1], math.log(0.3), math.log(1 / 0.3))
+  ratio = tf.exp(log_ratio)
+  eh = tf.cast(tf.clip_by_value(tf.round(tf.sqrt(area * ratio)), 1.0, h), tf.int32)
+  ew = tf.cast(tf.clip_by_value(tf.round(tf.sqrt(area / ratio)), 1.0, w), tf.int32)
+  top = tf.random.stateless_uniform([], s[2], 0, height - eh + 1, dtype=tf.int32)
+  left = tf.random.stateless_uniform([], s[3], 0, width - ew + 1, dtype=tf.int32)
+  erase = tf.cast(tf.random.stateless_uniform([], s[5]) < prob, tf.int32)
+  return tf.stack([erase, top, left, eh, ew])
+
+
 def random_erasing(
   clip: tf.Tensor, prob: float, seed: tf.Tensor, low: float = 0.0, high: float = 1.0
 ) -> tf.Tensor:
@@ -212,19 +237,24 @@ def random_erasing(
   Returns:
     f32[T,H,W,3].
   """
-  s = tf.random.experimental.stateless_split(seed, 6)
   shape = tf.shape(clip)
-  h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-  area = tf.random.stateless_uniform([], s[0], 0.02, 1.0 / 3.0) * h * w
-  log_ratio = tf.random.stateless_uniform([], s[1], math.log(0.3), math.log(1 / 0.3))
-  ratio = tf.exp(log_ratio)
-  eh = tf.cast(tf.clip_by_value(tf.round(tf.sqrt(area * ratio)), 1.0, h), tf.int32)
-  ew = tf.cast(tf.clip_by_value(tf.round(tf.sqrt(area / ratio)), 1.0, w), tf.int32)
-  top = tf.random.stateless_uniform([], s[2], 0, shape[1] - eh + 1, dtype=tf.int32)
-  left = tf.random.stateless_uniform([], s[3], 0, shape[2] - ew + 1, dtype=tf.int32)
+  erase, top, left, eh, ew = tf.unstack(erasing_box(shape[1], shape[2], prob, seed))
   rows = tf.logical_and(tf.range(shape[1]) >= top, tf.range(shape[1]) < top + eh)
   cols = tf.logical_and(tf.range(shape[2]) >= left, tf.range(shape[2]) < left + ew)
   mask = tf.logical_and(rows[:, None], cols[None, :])[None, :, :, None]
-  noise = tf.random.stateless_uniform(tf.shape(clip[:1]), s[4], low, high)
+  noise_seed = tf.random.experimental.stateless_split(seed, 6)[4]
+  noise = tf.random.stateless_uniform(tf.shape(clip[:1]), noise_seed, low, high)
   erased = tf.where(mask, noise, clip)
-  return tf.cond(tf.random.stateless_uniform([], s[5]) < prob, lambda: erased, lambda: clip)
+  return tf.cond(erase > 0, lambda: erased, lambda: clip)
+
+
+@tf.function(jit_compile=True)
+def to_uint8(clip: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+  """f32 in [0, 255] (or u8) [T,H,W,3] -> u8, rounded and mirrored left-right if `flip`.
+
+  The host's part of a train clip with `augment_on_device`: one compiled pass.
+  """
+  clip = tf.where(flip, tf.reverse(clip, axis=[2]), clip)
+  if clip.dtype == tf.uint8:
+    return clip
+  return tf.cast(tf.clip_by_value(tf.round(clip), 0.0, 255.0), tf.uint8)

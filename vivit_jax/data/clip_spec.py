@@ -79,6 +79,7 @@ class ClipSpec:
   crop_size: int
   zero_centering: bool
   random_flip: bool
+  augment_on_device: bool
   num_classes: int
   class_splits: tuple[int, ...] | None
   split_names: tuple[str, ...]
@@ -105,6 +106,7 @@ class ClipSpec:
       crop_size=dc.crop_size,
       zero_centering=dc.zero_centering,
       random_flip=dc.random_flip,
+      augment_on_device=dc.augment_on_device,
       num_classes=num_classes,
       class_splits=tuple(dc.class_splits) if dc.class_splits else None,
       split_names=tuple(dc.split_names or ()),

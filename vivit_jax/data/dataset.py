@@ -20,6 +20,7 @@ from absl import logging
 from vivit_jax import config as config_lib
 from vivit_jax.data import pipeline, records, sources, synthetic, tfds_source, video_files
 from vivit_jax.data.clip_spec import ClipSpec
+from vivit_jax.data.device_augment import DeviceAugment
 from vivit_jax.data.meta import Batch, DatasetMeta
 from vivit_jax.data.sources import DataError, SplitData
 from vivit_jax.data.tfrecord_source import TFRecordSource, find_undecodable_frame
@@ -59,7 +60,9 @@ class Dataset:
 
   def train_iter(self, start_step: int = 0) -> Iterator[Batch]:
     """Infinite shuffled batches {'inputs': f32[D,B,T,H,W,3], 'label': f32[D,B,C],
-    'batch_mask': f32[D,B]}, the same stream for the same rng_seed.
+    'batch_mask': f32[D,B]}, the same stream for the same rng_seed. With
+    `augment_on_device`, 'inputs' are u8 and 'colour' f32[D,B,6] and 'erase'
+    i32[D,B,5] come with them, for `meta.device_augment`.
 
     `start_step` resumes the stream exactly where step `start_step` would find
     it (with skip_corrupt, up to the number of skipped records).
@@ -361,6 +364,7 @@ def build_dataset(
     num_test_examples=counts['test'],
     num_test_views=spec.num_views,
     label_names=label_names,
+    device_augment=DeviceAugment.from_spec(spec),
   )
   return Dataset(
     meta=meta,

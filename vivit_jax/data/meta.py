@@ -8,8 +8,8 @@ with these members (tests/train_fakes.py has one).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,6 +30,11 @@ class DatasetMeta:
     num_test_examples: clips in the test split over all hosts (0 if none).
     num_test_views: views of each test clip (temporal x spatial).
     label_names: class names in label order, or None when the data has no map.
+    device_augment: None, or what the train step must apply to each train batch
+      on the devices, `(batch, rng) -> f32 inputs` (a
+      `vivit_jax.data.device_augment.DeviceAugment`, with
+      `dataset_configs.augment_on_device`: the batches then hold u8 'inputs',
+      'colour' and 'erase').
   """
 
   task: Task
@@ -39,6 +44,7 @@ class DatasetMeta:
   num_test_examples: int
   num_test_views: int
   label_names: Sequence[str] | None
+  device_augment: Callable[[dict[str, Any], Any], Any] | None
 
   @property
   def num_classes(self) -> int:
@@ -49,7 +55,8 @@ class TrainingData(Protocol):
   """What `train_and_evaluate` needs from a dataset.
 
   Batches are dicts of numpy arrays with a leading local-device axis:
-  'inputs' f32[devices, b, T, H, W, 3] (test: [devices, b, views, T, H, W, 3]),
+  'inputs' f32[devices, b, T, H, W, 3] (test: [devices, b, views, T, H, W, 3];
+  train: u8 plus 'colour' and 'erase' when `meta.device_augment` is set),
   'label' f32[devices, b, C], 'batch_mask' f32[devices, b]; evaluation
   batches also carry 'key' (a clip's name) and are padded to a whole batch,
   with batch_mask 0 on the padding.

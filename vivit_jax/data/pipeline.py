@@ -27,9 +27,6 @@ ERROR_MARK = 'vivit_jax data error: '
 _ERROR_RE = re.compile(re.escape(ERROR_MARK) + r'(.*?)\]?\s*(\[\[|\Z|\n)', re.S)
 # Streams of random numbers folded from the seed, one per purpose.
 _SHUFFLE_STREAM, _CLIP_STREAM = 1, 2
-# Train clips decode only the crop window of each JPEG frame (same pixels as a
-# full decode; `data_benchmark --nocrop_decode` times the full decode instead).
-CROP_DECODE = True
 
 
 def label_target(label_index: tf.Tensor, spec: ClipSpec) -> tuple[tf.Tensor, tf.Tensor]:
@@ -84,7 +81,8 @@ def _output(record, video, target, error) -> Record:
 
 
 def train_clip(record: Record, seed: tf.Tensor, spec: ClipSpec, jpeg_only: bool) -> Record:
-  """A randomly sampled and augmented clip: inputs f32[T,S,S,3].
+  """A randomly sampled and augmented clip: inputs f32[T,S,S,3] (u8, with 'colour' and
+  'erase', when `spec.augment_on_device`; see `train_output`).
 
   JPEG frames decode only the crop's window; the geometry and augmentation are
   `train_from_frames`'s for the same seed.
@@ -94,7 +92,7 @@ def train_clip(record: Record, seed: tf.Tensor, spec: ClipSpec, jpeg_only: bool)
   indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
   error = _frame_error(error, encoded, indices, jpeg_only)
 
-  def make() -> tf.Tensor:
+  def make() -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     size = video_ops.frame_shape(encoded[indices[0]], jpeg_only)
     window = _train_window(size[0], size[1], seeds[1], spec)
 
@@ -107,21 +105,56 @@ def train_clip(record: Record, seed: tf.Tensor, spec: ClipSpec, jpeg_only: bool)
         encoded, indices, jpeg_only=jpeg_only, window=window, frame_size=size
       )
 
-    if not CROP_DECODE:
-      return _train_from_region(whole(), seeds[2], spec)
     # Cropped decoding pays off when it skips much of the frame; on tiny frames
     # (the synthetic data) its fixed cost outweighs the saving.
     small = window[2] * window[3] * 4 < size[0] * size[1] * 3
     region = tf.cond(small, cropped, whole)
     return _train_from_region(region, seeds[2], spec)
 
+  return train_output(record, target, error, make, spec)
+
+
+def train_output(
+  record: Record,
+  target: tf.Tensor,
+  error: tf.Tensor,
+  make: Callable[[], tuple[tf.Tensor, dict[str, tf.Tensor]]],
+  spec: ClipSpec,
+) -> Record:
+  """A train clip's element: `make()`'s clip and extras, or zeros when `error` is set.
+
+  The clip is f32[T,S,S,3], or u8 with `spec.augment_on_device`; the extras
+  are then 'colour' f32[6] and 'erase' i32[5] (see `device_augment`).
+  """
+  dtype = tf.uint8 if spec.augment_on_device else tf.float32
   shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
-  return _output(record, _if_valid(error, make, shape), target, error)
+
+  def empty():
+    return tf.zeros(shape, dtype), _device_extras(spec, None, None, shape)
+
+  clip, extras = tf.cond(tf.equal(error, ''), make, empty)
+  return {**_output(record, clip, target, error), **extras}
+
+
+def _device_extras(
+  spec: ClipSpec, colour: tf.Tensor | None, seed: tf.Tensor | None, shape: Sequence[int]
+) -> dict[str, tf.Tensor]:
+  """What the train step needs besides the uint8 clip with `augment_on_device`.
+
+  No colour or no seed (an invalid record): nothing changed, nothing erased.
+  """
+  if not spec.augment_on_device:
+    return {}
+  aug = spec.augmentation
+  box = tf.zeros([5], tf.int32)
+  if aug.do_random_erasing and seed is not None:
+    box = augment.erasing_box(shape[1], shape[2], aug.prob_random_erasing, seed)
+  return {'colour': tf.zeros([6]) if colour is None else colour, 'erase': box}
 
 
 def train_from_frames(
   frames: tf.Tensor, window_seed: tf.Tensor, augment_seed: tf.Tensor, spec: ClipSpec
-) -> tf.Tensor:
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
   """The train clip of already sampled frames, as `train_clip` makes it after decoding.
 
   Args:
@@ -131,7 +164,7 @@ def train_from_frames(
     spec: clip settings.
 
   Returns:
-    f32[T,S,S,3], every augmentation applied and normalised.
+    (clip, extras) as `_train_from_region` returns them.
   """
   top, left, h, w = tf.unstack(
     _train_window(tf.shape(frames)[1], tf.shape(frames)[2], window_seed, spec)
@@ -152,8 +185,16 @@ def _train_window(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor, spec: Cl
   )
 
 
-def _train_from_region(region: tf.Tensor, seed: tf.Tensor, spec: ClipSpec) -> tf.Tensor:
-  """Resize of the crop window, flip, RandAugment or colour, normalisation, erasing."""
+def _train_from_region(
+  region: tf.Tensor, seed: tf.Tensor, spec: ClipSpec
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+  """Resize of the crop window, flip, RandAugment or colour, normalisation, erasing.
+
+  Returns (f32[T,S,S,3] with everything applied, {}); with
+  `spec.augment_on_device`, (u8[T,S,S,3] resized, flipped and RandAugmented,
+  {'colour': the drawn colour change f32[6], 'erase': the erasing box i32[5]}),
+  drawn from the same seeds as on the host.
+  """
   region = tf.ensure_shape(region, [spec.num_frames, None, None, 3])
   clip = video_ops.resize_region(region, spec.crop_size)
   aug = spec.augmentation
@@ -174,11 +215,14 @@ def _train_from_region(region: tf.Tensor, seed: tf.Tensor, spec: ClipSpec) -> tf
   flip = tf.constant(False)
   if spec.random_flip:
     flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
+  if spec.augment_on_device:
+    extras = _device_extras(spec, colour, seeds[3], clip.shape)
+    return augment.to_uint8(clip, flip), extras
   clip = augment.finish_clip(clip, flip=flip, colour=colour, zero_centering=spec.zero_centering)
   if aug.do_random_erasing:
     low = -1.0 if spec.zero_centering else 0.0
     clip = augment.random_erasing(clip, aug.prob_random_erasing, seeds[3], low, 1.0)
-  return clip
+  return clip, {}
 
 
 def eval_clip(record: Record, spec: ClipSpec, jpeg_only: bool) -> Record:

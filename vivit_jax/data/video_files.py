@@ -360,11 +360,13 @@ class VideoFilesSource:
     seeds = tf.random.experimental.stateless_split(seed, 4)
     indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
     frames, error = self._decode(record, indices, error)
-    shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
-    clip = pipeline._if_valid(
-      error, lambda: pipeline.train_from_frames(frames, seeds[1], seeds[2], spec), shape
+    return pipeline.train_output(
+      record,
+      target,
+      error,
+      lambda: pipeline.train_from_frames(frames, seeds[1], seeds[2], spec),
+      spec,
     )
-    return pipeline._output(record, clip, target, error)
 
   def eval_clip(self, record, spec: ClipSpec):
     """As `pipeline.eval_clip`: the centre window."""

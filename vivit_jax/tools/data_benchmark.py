@@ -11,6 +11,12 @@ and only decodes the same sampled frames whole, with the same parallelism.
 Their ratio says how much the work around decoding costs. The two are timed
 alternately `--repeats` times; the median and the range are printed.
 
+With `dataset_configs.augment_on_device` the model-ready figure includes the
+train step's device work (colour, normalisation, erasing), run on the default
+JAX device as each batch arrives, and the host's uint8 batches alone are timed
+too: on a CPU-only machine the device work shares the cores with tf.data, on an
+accelerator the host figure is what feeds it.
+
 `--data=DIR/TABLE` points the config's train split at existing DMVR shards
 (for example from `make_tfrecords`), with single-head labels.
 `--fake_data=DIR` first writes Kinetics-like records there (videos of
@@ -44,6 +50,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import av
+import jax
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
@@ -81,7 +88,6 @@ flags.DEFINE_string('compare_tfrecords', None, 'Convert the videos to TFRecords 
 flags.DEFINE_integer(
   'repeats', 3, 'Alternate timings of the pipelines (train, decode-only, TFRecords).'
 )
-flags.DEFINE_bool('crop_decode', True, 'Decode only the crop window of train JPEG frames.')
 flags.DEFINE_string('data', None, 'DIR/TABLE of existing shards to use as the train split.')
 
 
@@ -238,13 +244,34 @@ def clips_per_second(iterator: Iterator, batch: int, warmup: int, num_batches: i
   return num_batches * batch / (time.perf_counter() - start)
 
 
-def _measure(config) -> tuple[float, float, int]:
-  """(train clips/s, decode-only clips/s, host batch) of one config."""
+def _model_ready(ds_obj) -> Iterator:
+  """Train batches as the train step's model sees them.
+
+  With `augment_on_device` the step's device work (colour, normalisation,
+  erasing) is done here on the default device and waited for, while tf.data
+  keeps preparing the next batches, as in training.
+  """
+  batches = ds_obj.train_iter()
+  augment = ds_obj.meta.device_augment
+  if augment is None:
+    return batches
+  key = jax.random.key(0)
+  return (
+    jax.block_until_ready(augment.host_batch_inputs(batch, jax.random.fold_in(key, n)))
+    for n, batch in enumerate(batches)
+  )
+
+
+def _measure(config) -> dict[str, float]:
+  """Clips/s of one config: 'train' (model-ready), 'decode' (the bound) and, with
+  `augment_on_device`, 'host' (the host's uint8 batches alone)."""
   ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
-  batch = ds.host_batch
-  train = clips_per_second(ds.train_iter(), batch, FLAGS.warmup, FLAGS.num_batches)
-  decode = clips_per_second(_decode_only(ds), batch, FLAGS.warmup, FLAGS.num_batches)
-  return train, decode, batch
+  batch, warmup, num = ds.host_batch, FLAGS.warmup, FLAGS.num_batches
+  rates = {'train': clips_per_second(_model_ready(ds), batch, warmup, num)}
+  if ds.meta.device_augment is not None:
+    rates['host'] = clips_per_second(ds.train_iter(), batch, warmup, num)
+  rates['decode'] = clips_per_second(_decode_only(ds), batch, warmup, num)
+  return rates
 
 
 def _use_shards(config, data: str) -> None:
@@ -271,7 +298,6 @@ def _summary(values: list[float]) -> str:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  pipeline.CROP_DECODE = FLAGS.crop_decode
   config = FLAGS.config
   if FLAGS.fake_data:
     table = write_fake_data(
@@ -312,15 +338,22 @@ def main(argv: Sequence[str]) -> None:
   )
   bound = 'video decode bound' if config.dataset_name == 'video_files' else 'JPEG decode bound'
   if not FLAGS.compare_tfrecords:
-    train, decode = [], []
+    rates = []
     for _ in range(FLAGS.repeats):
       # Fresh iterators each time, so no prefetched batches built while the
       # other pipeline was timed are counted.
-      t, d, _ = _measure(config)
-      train.append(t)
-      decode.append(d)
+      rates.append(_measure(config))
+    if not rates:
+      return
+    train, decode = [r['train'] for r in rates], [r['decode'] for r in rates]
     ratios = [t / d for t, d in zip(train, decode, strict=True)]
-    print(f'train pipeline (model-ready inputs): {_summary(train)} clips/s')
+    where = ''
+    if 'host' in rates[0]:
+      where = f', device work on {jax.devices()[0].platform.upper()}'
+    print(f'train pipeline (model-ready inputs{where}): {_summary(train)} clips/s')
+    if 'host' in rates[0]:
+      host = [r['host'] for r in rates]
+      print(f'host batches alone (uint8, augment_on_device): {_summary(host)} clips/s')
     print(f'{bound}: {_summary(decode)} clips/s')
     print(f'ratio: {statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})')
     return
@@ -339,7 +372,8 @@ def main(argv: Sequence[str]) -> None:
   results = {'video_files': [], 'tfrecords': []}
   for r in range(FLAGS.repeats):
     for name, cfg in (('video_files', config), ('tfrecords', tfr)):
-      train, decode, _ = _measure(cfg)
+      rates = _measure(cfg)
+      train, decode = rates['train'], rates['decode']
       results[name].append(train)
       print(f'repeat {r}: {name}: train {train:.1f} clips/s, decode-only {decode:.1f} clips/s')
   if not FLAGS.repeats:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 from absl import flags
 from ml_collections import config_flags
@@ -69,6 +70,9 @@ def main(argv: Sequence[str]) -> None:
   ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
   it = {'train': ds.train_iter, 'validation': ds.eval_iter, 'test': ds.test_iter}[FLAGS.split]()
   batch = next(iter(it))
+  if FLAGS.split == 'train' and ds.meta.device_augment is not None:
+    # What the train step makes of the uint8 batch (augment_on_device).
+    batch['inputs'] = np.asarray(ds.meta.device_augment.host_batch_inputs(batch, jax.random.key(0)))
   inputs = batch['inputs'].reshape(-1, *batch['inputs'].shape[2:])
   if FLAGS.split == 'test':
     inputs = inputs[:, 0]

@@ -20,6 +20,8 @@ from vivit_jax.train.schedules import Schedule
 from vivit_jax.train.state import TrainState
 
 AXIS = 'batch'
+# Folded into each device's key for the device augmentation's random draws.
+_AUGMENT_STREAM = 1
 Batch = dict[str, jax.Array]
 
 
@@ -44,10 +46,12 @@ def make_update_fn(
   mixup_alpha: float | None = None,
   cutmix_alpha: float | None = None,
   cutmix_switch_prob: float = 0.5,
+  device_augment: Callable[[Batch, jax.Array], jax.Array] | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """Returns the pmapped train step `(state, batch) -> (state, metrics)`.
 
-  Per device, in order: mixup / CutMix, forward pass with dropout and
+  Per device, in order: the dataset's device augmentation (if any), mixup /
+  CutMix, forward pass with dropout and
   stochastic depth, loss (+ 0.5 * l2_decay_factor * sum w^2), gradients; then
   the gradients are averaged over devices with `lax.pmean` and only then
   clipped to `max_grad_norm` (with `clip_grads_per_device`, each device's
@@ -65,6 +69,9 @@ def make_update_fn(
     clip_grads_per_device: clip before the cross-device mean (Scenic's order;
       the reported grad_norm is then the mean of the clipped gradients).
     mixup_alpha, cutmix_alpha, cutmix_switch_prob: see `mixup.mix_batch`.
+    device_augment: the dataset's `meta.device_augment`, `(batch, rng) ->
+      inputs` (with `dataset_configs.augment_on_device`: u8 inputs, colour,
+      normalisation, erasing); None when the batch's 'inputs' are ready.
 
   Returns:
     A function of a replicated state and a batch {'inputs': f32[D, B, T, H, W, 3],
@@ -82,6 +89,9 @@ def make_update_fn(
     local_rng = jax.random.fold_in(local_rng, jax.lax.axis_index(AXIS))
     mix_rng, dropout_rng = jax.random.split(local_rng)
     inputs, labels, mask = batch['inputs'], batch['label'], batch['batch_mask']
+    if device_augment is not None:
+      # A key of its own, so the other streams are those of a run without it.
+      inputs = device_augment(batch, jax.random.fold_in(local_rng, _AUGMENT_STREAM))
     targets = labels
     if mixing:
       inputs, targets, _ = mixup.mix_batch(

@@ -32,7 +32,7 @@ from clu import parameter_overview, periodic_actions
 from vivit_jax import config as config_lib
 from vivit_jax import fileio
 from vivit_jax.data import build_dataset
-from vivit_jax.data.meta import TrainingData
+from vivit_jax.data.meta import DatasetMeta, TrainingData
 from vivit_jax.data.prefetch import prefetch_to_device
 from vivit_jax.models import build_model, stats
 from vivit_jax.task import Task
@@ -108,14 +108,14 @@ def _num_devices(config: ml_collections.ConfigDict) -> int:
 
 
 def _make_update(
-  config: ml_collections.ConfigDict, module: nn.Module, training: Training, task: Task
+  config: ml_collections.ConfigDict, module: nn.Module, training: Training, meta: DatasetMeta
 ) -> Callable:
   """The pmapped train step; the config stays outside traced code."""
   return steps.make_update_fn(
     apply_fn=module.apply,
     tx=training.tx,
     schedule=training.schedule,
-    task=task,
+    task=meta.task,
     label_smoothing=config.label_smoothing,
     l2_decay_factor=config.l2_decay_factor,
     max_grad_norm=config.max_grad_norm,
@@ -123,6 +123,7 @@ def _make_update(
     mixup_alpha=config.mixup.alpha,
     cutmix_alpha=config.mixup.cutmix_alpha,
     cutmix_switch_prob=config.mixup.cutmix_switch_prob,
+    device_augment=meta.device_augment,
   )
 
 
@@ -293,7 +294,7 @@ def train_and_evaluate(
       model_info = _log_model(module, state.params, input_shape, config.count_flops)
 
     # Compiled steps.
-    update = _make_update(config, module, training, meta.task)
+    update = _make_update(config, module, training, meta)
     evaluator = _make_evaluator(
       config, module, dataset, writer, total_steps, workdir if is_chief else None
     )
