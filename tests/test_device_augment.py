@@ -16,7 +16,7 @@ import tensorflow as tf
 from test_data_dataset import VIDEOS, make_config, write_shards
 
 from vivit_jax import config as config_lib
-from vivit_jax.data import augment, build_dataset, pipeline
+from vivit_jax.data import augment, build_dataset, pipeline, sampling
 from vivit_jax.data.clip_spec import Augmentation, ClipSpec
 from vivit_jax.data.device_augment import DeviceAugment
 from vivit_jax.task import Task
@@ -126,6 +126,22 @@ def test_on_device_clips_are_the_host_clips():
     if colour:
       applied, dropped = np.array(drawn)[:, 0], np.array(drawn)[:, 5]
       assert 0 < applied.sum() < 12 and 0 < dropped.sum() < 12
+
+
+def test_decoded_frames_path_sends_what_the_record_path_sends():
+  """video_files' entry point (`train_from_frames`) gives the record path's u8 clip and draws."""
+  spec = _spec(True, do_jitter_scale=True, do_color_augment=True, do_random_erasing=True)
+  record = _smooth_record()
+  frames = tf.map_fn(tf.io.decode_png, record['encoded'], fn_output_signature=tf.uint8)
+  for s in range(3):
+    seed = tf.constant([s, 9])
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    indices = sampling.train_indices(tf.shape(frames)[0], spec.num_frames, spec.stride, seeds[0])
+    clip, extras = pipeline.train_from_frames(tf.gather(frames, indices), seeds[1], seeds[2], spec)
+    element = pipeline.train_clip(record, seed, spec, jpeg_only=False)
+    np.testing.assert_array_equal(clip, element['inputs'])
+    for key in ('colour', 'erase'):
+      np.testing.assert_array_equal(extras[key], element[key])
 
 
 def test_on_device_erasing_draws_the_hosts_box():
