@@ -83,9 +83,10 @@ def set_video_dataset(
   data.crop_size = 224
   data.one_hot_labels = True
   data.zero_centering = True
-  # These configs train on GPUs and TPUs: colour, normalisation and erasing run in
-  # the train step there, and the host sends uint8 clips (docs/data.md,
-  # "Throughput"). Set False to train on CPU, where tf.data does them faster.
+  # These configs train on GPUs and TPUs: resize, colour, normalisation and
+  # erasing run in the train step there, and the host sends uint8 crop windows
+  # (docs/data.md, "Throughput"). Set False to train on CPU, where tf.data does
+  # them faster.
   data.augment_on_device = True
   # Evaluation as in the paper: 4 temporal views x 3 spatial crops.
   data.do_multicrop_test = True

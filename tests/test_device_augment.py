@@ -66,14 +66,14 @@ def test_device_colour_matches_tf_image_ops():
     np.float32,
   )
   batch = {'inputs': clips, 'colour': colour, 'erase': np.zeros((4, 5), np.int32)}
-  out = DeviceAugment(zero_centering=False, colour=True, erasing=False)(batch, jax.random.key(0))
+  out = DeviceAugment(False, colour=True, erasing=False, resize_to=None)(batch, jax.random.key(0))
   unit = clips.astype(np.float32) / 255
   for i, (apply, b, s, c, h, drop) in enumerate(colour):
     expected = _tf_colour(unit[i], b, s, c, h).numpy() if apply else unit[i]
     if drop:
       expected = np.repeat(tf.image.rgb_to_grayscale(expected).numpy(), 3, -1)
     np.testing.assert_allclose(out[i], expected, atol=2e-5)
-  centred = DeviceAugment(zero_centering=True, colour=False, erasing=False)(batch, None)
+  centred = DeviceAugment(True, colour=False, erasing=False, resize_to=None)(batch, None)
   np.testing.assert_allclose(centred, unit * 2 - 1, atol=1e-6)
 
 
@@ -89,9 +89,14 @@ def _smooth_record(length=11, height=36, width=50):
   }
 
 
+def _element_batch(element):
+  keys = ('inputs', 'colour', 'erase', 'window')
+  return {k: element[k].numpy()[None] for k in keys if k in element}
+
+
 def test_on_device_clips_are_the_host_clips():
-  """Same record and seed: the host's u8 clip and drawn colour, finished on the device, are
-  the host path's clip up to rounding to whole levels, with the exact contrast pivot."""
+  """Same record and seed: the host's window and draws, resized and coloured on the device,
+  are the host path's clip, with the exact contrast pivot."""
   record = _smooth_record()
   for colour in (False, True):
     augmentation = dict(
@@ -100,32 +105,57 @@ def test_on_device_clips_are_the_host_clips():
       prob_color_augment=0.5,
       prob_color_drop=0.3,
     )
-    host, device = _spec(False, **augmentation), _spec(True, **augmentation)
+    # The record's frames have short side 36, as make_tfrecords writes them at min_resize.
+    host, device = (dataclasses.replace(_spec(d, **augmentation), min_resize=36) for d in (0, 1))
     finish = DeviceAugment.from_spec(device)
     assert DeviceAugment.from_spec(host) is None and finish.colour == colour
-    drawn = []
+    assert finish.resize_to == 24 and device.device_window == 29
+    plain = dataclasses.replace(finish, colour=False, zero_centering=False)
+    drawn, sizes = [], set()
     for s in range(12):
       seed = tf.constant([s, 5])
       on_host = pipeline.train_clip(record, seed, host, jpeg_only=False)['inputs'].numpy()
       element = pipeline.train_clip(record, seed, device, jpeg_only=False)
-      assert element['inputs'].dtype == tf.uint8 and set(element) >= {'colour', 'erase'}
-      batch = {k: element[k].numpy()[None] for k in ('inputs', 'colour', 'erase')}
-      on_device = np.asarray(finish(batch, jax.random.key(0))[0])
+      assert element['inputs'].dtype == tf.uint8 and element['inputs'].shape == (4, 29, 29, 3)
+      sizes.add(tuple(element['window'].numpy()))
+      batch = _element_batch(element)
+      on_device = np.asarray(jax.jit(finish)(batch, jax.random.key(0))[0])
       if not colour:
-        # Flip and geometry as on the host; only the rounding to whole levels differs.
-        assert np.abs(on_device - on_host).max() <= 1 / 255 + 1e-6
+        # The same window, flip and bilinear resize as on the host, in float.
+        np.testing.assert_allclose(on_device, on_host, atol=1e-5)
         continue
       drawn.append(element['colour'].numpy())
-      unit = tf.cast(element['inputs'], tf.float32) / 255
-      exact = augment.apply_colour(unit, element['colour']).numpy() * 2 - 1
+      resized = plain(batch, None)[0]
+      exact = augment.apply_colour(tf.constant(resized), element['colour']).numpy() * 2 - 1
       np.testing.assert_allclose(on_device, exact, atol=1e-5)
       # The same draws as the host's: a different colour change or drop would
       # move pixels by tenths; the host's estimated contrast pivot moves them
       # by a few levels.
       assert np.abs(on_device - on_host).mean() < 4 / 255
+    assert len(sizes) > 6  # The windows' sizes vary with the scale jitter.
     if colour:
       applied, dropped = np.array(drawn)[:, 0], np.array(drawn)[:, 5]
       assert 0 < applied.sum() < 12 and 0 < dropped.sum() < 12
+
+
+def test_windows_too_large_and_rand_augment_are_resized_on_the_host():
+  record = _smooth_record()
+  # Frames far larger than min_resize: windows of up to 36 * 24 / 14 pixels.
+  large = dataclasses.replace(_spec(True, do_jitter_scale=True), min_resize=14)
+  host = dataclasses.replace(large, augment_on_device=False)
+  finish = DeviceAugment.from_spec(large)
+  for s in range(4):
+    seed = tf.constant([s, 2])
+    element = pipeline.train_clip(record, seed, large, jpeg_only=False)
+    np.testing.assert_array_equal(element['window'], [24, 24])
+    on_device = np.asarray(finish(_element_batch(element), None)[0])
+    on_host = pipeline.train_clip(record, seed, host, jpeg_only=False)['inputs'].numpy()
+    # Resized on the host and rounded to whole levels; the device's resize is the identity.
+    assert np.abs(on_device - on_host).max() <= 1 / 255 + 1e-6
+  spec = _spec(True, do_rand_augment=True)
+  assert not spec.device_resize and DeviceAugment.from_spec(spec).resize_to is None
+  element = pipeline.train_clip(record, tf.constant([0, 1]), spec, jpeg_only=False)
+  assert element['inputs'].shape == (4, 24, 24, 3) and 'window' not in element
 
 
 def test_decoded_frames_path_sends_what_the_record_path_sends():
@@ -140,21 +170,22 @@ def test_decoded_frames_path_sends_what_the_record_path_sends():
     clip, extras = pipeline.train_from_frames(tf.gather(frames, indices), seeds[1], seeds[2], spec)
     element = pipeline.train_clip(record, seed, spec, jpeg_only=False)
     np.testing.assert_array_equal(clip, element['inputs'])
-    for key in ('colour', 'erase'):
+    for key in ('colour', 'erase', 'window'):
       np.testing.assert_array_equal(extras[key], element[key])
 
 
 def test_on_device_erasing_draws_the_hosts_box():
   spec = _spec(True, do_random_erasing=True, prob_random_erasing=1.0)
   finish = DeviceAugment.from_spec(spec)
+  unerased = dataclasses.replace(finish, erasing=False)
   seed = tf.constant([3, 1])
   host = _spec(False, do_random_erasing=True, prob_random_erasing=1.0)
   on_host = pipeline.train_clip(_smooth_record(), seed, host, jpeg_only=False)['inputs'].numpy()
-  element = pipeline.train_clip(_smooth_record(), seed, spec, jpeg_only=False)
-  batch = {k: element[k].numpy()[None] for k in ('inputs', 'colour', 'erase')}
+  batch = _element_batch(pipeline.train_clip(_smooth_record(), seed, spec, jpeg_only=False))
   on_device = np.asarray(finish(batch, jax.random.key(1))[0])
-  host_box = np.abs(on_host - (element['inputs'].numpy() / 127.5 - 1)).max(axis=(0, 3)) > 0.01
-  device_box = np.abs(on_device - (element['inputs'].numpy() / 127.5 - 1)).max(axis=(0, 3)) > 0.01
+  reference = np.asarray(unerased(batch, None)[0])
+  host_box = np.abs(on_host - reference).max(axis=(0, 3)) > 0.01
+  device_box = np.abs(on_device - reference).max(axis=(0, 3)) > 0.01
   # The same rectangle (noise can land close to a pixel's own value: allow a few).
   assert host_box.sum() > 10
   assert np.sum(host_box != device_box) <= 0.02 * host_box.size
@@ -182,7 +213,7 @@ def test_train_step_finishes_u8_batches_as_it_would_finished_ones():
     'label': np.eye(3, dtype=np.float32)[rng.integers(0, 3, shape[:2])],
     'batch_mask': np.ones(shape[:2], np.float32),
   }
-  finish = DeviceAugment(zero_centering=True, colour=True, erasing=False)
+  finish = DeviceAugment(True, colour=True, erasing=False, resize_to=None)
   finished = dict(batch, inputs=np.asarray(finish.host_batch_inputs(batch, jax.random.key(0))))
   tx = optax.sgd(0.1)
   params = {'w': jnp.asarray(rng.normal(size=(3, 3)), jnp.float32)}
@@ -236,5 +267,6 @@ def test_dataset_sends_u8_train_batches_and_unchanged_eval_batches(tmp_path):
   assert batch['inputs'].dtype == np.uint8 and batch['colour'].shape == (1, 4, 6)
   reference = next(plain.train_iter())
   finished = np.asarray(ds.meta.device_augment.host_batch_inputs(batch, jax.random.key(0)))
+  # Resized on the device in float; the host estimates the contrast pivot.
   assert np.abs(finished - reference['inputs']).max() < 2 * 3 / 255
   np.testing.assert_array_equal(next(ds.eval_iter())['inputs'], next(plain.eval_iter())['inputs'])

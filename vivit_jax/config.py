@@ -134,9 +134,10 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   d.one_hot_labels = True
   d.zero_centering = True
   d.random_flip = True
-  # Train batches leave the host as uint8 pixels (decoded, cropped, resized,
-  # flipped, RandAugment) with each clip's drawn colour change and erasing box;
-  # the train step does colour, normalisation and random erasing on the devices
+  # Train batches leave the host as uint8 crop windows (flipped; resized and
+  # RandAugmented when RandAugment is on) with each clip's drawn colour change,
+  # erasing box and window size; the train step does the resize, colour,
+  # normalisation and random erasing on the devices
   # (vivit_jax/data/device_augment.py). Validation and test are unchanged.
   d.augment_on_device = False
   d.skip_corrupt = False

@@ -10,6 +10,7 @@ inference) reads them by attribute.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import ml_collections
 
@@ -91,6 +92,26 @@ class ClipSpec:
   @property
   def num_views(self) -> int:
     return self.num_test_clips * (3 if self.three_crops else 1)
+
+  @property
+  def device_resize(self) -> bool:
+    """Train crops are resized in the train step (`augment_on_device` without RandAugment,
+    which works on the resized clip and so keeps the resize on the host)."""
+    return self.augment_on_device and not self.augmentation.do_rand_augment
+
+  @property
+  def device_window(self) -> int:
+    """The side the host pads train crop windows to with `device_resize`.
+
+    A window covers `crop_size / scale` source pixels for frames whose short side
+    is `min_resize` (as make_tfrecords writes them), at most
+    `crop_size / scale_min_factor`, plus two pixels spare for rounding. Larger
+    windows (frames bigger than `min_resize`) are resized on the host and sent
+    at `crop_size`.
+    """
+    aug = self.augmentation
+    smallest = min(1.0, aug.scale_min_factor) if aug.do_jitter_scale else 1.0
+    return math.ceil(self.crop_size / smallest) + 2
 
   @classmethod
   def from_config(cls, dc: ml_collections.ConfigDict, num_classes: int) -> ClipSpec:

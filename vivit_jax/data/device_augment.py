@@ -1,29 +1,33 @@
 """The train step's part of the augmentation with `dataset_configs.augment_on_device`.
 
-With that switch, the host sends train clips as uint8 pixels (decoded, cropped,
-resized and rounded, flipped, RandAugmented) together with what it drew for
-each clip: the colour change (`augment.colour_transform`, f32[6]) and the
-random-erasing box (`augment.erasing_box`, i32[5]). `DeviceAugment` turns such
-a batch into model inputs inside the jitted train step, so the same XLA program
-runs on CPU, GPU and TPU:
+With that switch the host decodes, samples, crops and flips train clips and
+draws every random choice from the clip's seed, as without it, and sends uint8
+pixels with what it drew: the colour change (`augment.colour_transform`,
+f32[6]) and the random-erasing box (`augment.erasing_box`, i32[5]). Without
+RandAugment (`ClipSpec.device_resize`) it sends the crop window itself, padded
+to a fixed size with zeros, with the window's size ('window', i32[2]), and
+the resize runs here too; RandAugment works on the resized clip, so with it the host
+resizes and rounds to uint8. `DeviceAugment` turns such a batch into model
+inputs inside the jitted train step, the same XLA program on CPU, GPU and TPU:
 
-  pixels / 255 -> colour change (DMVR's `color_default_augm`: brightness,
-  saturation, contrast, hue, clip to [0, 1]; then colour drop) ->
-  [-1, 1] (zero_centering) or [0, 1] -> random erasing.
+  (bilinear resize of the window) -> pixels / 255 -> colour change (DMVR's
+  `color_default_augm`: brightness, saturation, contrast, hue, clip to [0, 1];
+  then colour drop) -> [-1, 1] (zero_centering) or [0, 1] -> random erasing.
 
-It is the arithmetic of `augment.finish_clip` and `augment.random_erasing`
-with two differences: the contrast pivot is each frame's exact channel mean
-(the host estimates it from every 4th row and column to save a pass), and the
-erasing noise comes from the train step's random key rather than TensorFlow's.
-What a clip gets (which colour change, which box) is drawn on the host from
-the clip's seed, as without the switch, so the stream of augmentations is the
-same and resumes exactly.
+It is the arithmetic of `video_ops.resize_region`, `augment.finish_clip` and
+`augment.random_erasing` with two differences: the contrast pivot is each
+frame's exact channel mean (the host estimates it from every 4th row and
+column to save a pass), and the erasing noise comes from the train step's
+random key rather than TensorFlow's. Which colour change, box, window and flip
+a clip gets is drawn on the host as without the switch, so the stream of
+augmentations is the same and resumes exactly.
 
-Why: on CPU hosts the float pass (colour in particular) costs about as much as
-decoding the JPEG frames, while an accelerator does it in microseconds, and
-uint8 batches are a quarter of the bytes to copy to the devices. On a CPU-only
-machine the work moves onto the same cores, where XLA does it more slowly than
-tf.data: leave the switch off there (docs/data.md has the measurements).
+Why: on CPU hosts the resize and the float pass (colour in particular) cost
+more than decoding the JPEG frames, while an accelerator does them in
+microseconds, and uint8 batches are about a third of the bytes to copy to the
+devices. On a CPU-only machine the work moves onto the same cores, where XLA
+does it more slowly than tf.data (the resize as two small matrix products per
+frame): leave the switch off there (docs/data.md has the measurements).
 """
 
 from __future__ import annotations
@@ -106,6 +110,35 @@ def erase(x: jax.Array, box: jax.Array, rng: jax.Array, low: float, high: float)
   return jnp.where(mask, noise, x)
 
 
+def resize(windows: jax.Array, sizes: jax.Array, side: int) -> jax.Array:
+  """Bilinear resize of each clip's window to side x side, as `tf.image.resize` does it.
+
+  Args:
+    windows: [B,T,M,M,3] (u8 or float); clip b's window is its top-left
+      `sizes[b]` pixels (the rest is padding).
+    sizes: i32[B,2], each window's (height, width).
+    side: the output side S.
+
+  Returns:
+    f32[B,T,S,S,3]. Half-pixel centres, no antialiasing, samples clamped to the
+    window's edge; a window of S x S comes back unchanged.
+  """
+
+  def one(window: jax.Array, size: jax.Array) -> jax.Array:
+    # The padding repeats the window's last row and column, which is where
+    # TensorFlow clamps the samples past the edge.
+    rows = jnp.minimum(jnp.arange(window.shape[1]), size[0] - 1)
+    cols = jnp.minimum(jnp.arange(window.shape[2]), size[1] - 1)
+    window = window[:, rows][:, :, cols].astype(jnp.float32)
+    shape = (window.shape[0], side, side, window.shape[-1])
+    scale = side / size.astype(jnp.float32)
+    return jax.image.scale_and_translate(
+      window, shape, (1, 2), scale, jnp.zeros(2), method='linear', antialias=False
+    )
+
+  return jax.vmap(one)(windows, sizes)
+
+
 @dataclasses.dataclass(frozen=True)
 class DeviceAugment:
   """Train batches from the host -> model inputs, inside the train step.
@@ -114,11 +147,14 @@ class DeviceAugment:
     zero_centering: inputs in [-1, 1] rather than [0, 1].
     colour: the batches carry colour changes to apply (`do_color_augment`).
     erasing: the batches carry erasing boxes (`do_random_erasing`).
+    resize_to: the batches carry crop windows with their 'window' sizes, to be
+      resized to this side (`ClipSpec.device_resize`); None: already resized.
   """
 
   zero_centering: bool
   colour: bool
   erasing: bool
+  resize_to: int | None
 
   @classmethod
   def from_spec(cls, spec: ClipSpec) -> DeviceAugment | None:
@@ -126,15 +162,21 @@ class DeviceAugment:
     if not spec.augment_on_device:
       return None
     aug = spec.augmentation
-    return cls(spec.zero_centering, aug.do_color_augment, aug.do_random_erasing)
+    resize_to = spec.crop_size if spec.device_resize else None
+    return cls(spec.zero_centering, aug.do_color_augment, aug.do_random_erasing, resize_to)
 
   def __call__(self, batch: dict[str, jax.Array], rng: jax.Array) -> jax.Array:
-    """{'inputs': u8[B,T,H,W,3], 'colour': f32[B,6], 'erase': i32[B,5]} -> f32[B,T,H,W,3].
+    """{'inputs': u8[B,T,H,W,3], 'colour': f32[B,6], 'erase': i32[B,5], ('window':
+    i32[B,2])} -> f32[B,T,S,S,3].
 
     `rng` draws the erasing noise (unused without erasing).
     """
+    x = batch['inputs']
+    if self.resize_to is not None:
+      x = resize(x, batch['window'], self.resize_to)
+    x = x.astype(jnp.float32)
     # Clipped so that float rounding cannot leave the range, as on the host.
-    x = jnp.clip(batch['inputs'].astype(jnp.float32) * (1.0 / 255.0), 0.0, 1.0)
+    x = jnp.clip(x * (1.0 / 255.0), 0.0, 1.0)
     if self.colour:
       x = apply_colour(x, batch['colour'])
     low = 0.0
@@ -147,14 +189,15 @@ class DeviceAugment:
   def host_batch_inputs(self, batch: dict[str, jax.Array], rng: jax.Array) -> jax.Array:
     """A host train batch [D,B,...] -> its model inputs f32[D,B,T,H,W,3] (on the default
     device), as the train step makes them: for tools that show or time them."""
-    keys = ('inputs', 'colour', 'erase')
-    return _host_batch_inputs(self, {k: batch[k] for k in keys}, rng)
+    keys = ('inputs', 'colour', 'erase', 'window')
+    return _host_batch_inputs(self, {k: batch[k] for k in keys if k in batch}, rng)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _host_batch_inputs(
   augment: DeviceAugment, batch: dict[str, jax.Array], rng: jax.Array
 ) -> jax.Array:
-  shape = batch['inputs'].shape
-  flat = {k: v.reshape(shape[0] * shape[1], *v.shape[2:]) for k, v in batch.items()}
-  return augment(flat, rng).reshape(shape)
+  d, b = batch['inputs'].shape[:2]
+  flat = {k: v.reshape(d * b, *v.shape[2:]) for k, v in batch.items()}
+  out = augment(flat, rng)
+  return out.reshape(d, b, *out.shape[1:])

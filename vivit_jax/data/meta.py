@@ -34,7 +34,7 @@ class DatasetMeta:
       on the devices, `(batch, rng) -> f32 inputs` (a
       `vivit_jax.data.device_augment.DeviceAugment`, with
       `dataset_configs.augment_on_device`: the batches then hold u8 'inputs',
-      'colour' and 'erase').
+      'colour', 'erase' and, unless RandAugment is on, 'window').
   """
 
   task: Task

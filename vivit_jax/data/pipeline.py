@@ -124,32 +124,65 @@ def train_output(
   """A train clip's element: `make()`'s clip and extras, or zeros when `error` is set.
 
   The clip is f32[T,S,S,3], or u8 with `spec.augment_on_device`; the extras
-  are then 'colour' f32[6] and 'erase' i32[5] (see `device_augment`).
+  are then 'colour' f32[6] and 'erase' i32[5], and with `spec.device_resize`
+  the clip is the crop window u8[T,M,M,3] (M = `spec.device_window`) with its
+  size in 'window' i32[2] (see `device_augment`).
   """
   dtype = tf.uint8 if spec.augment_on_device else tf.float32
-  shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
+  side = spec.device_window if spec.device_resize else spec.crop_size
+  shape = [spec.num_frames, side, side, 3]
 
   def empty():
-    return tf.zeros(shape, dtype), _device_extras(spec, None, None, shape)
+    size = tf.constant([spec.crop_size] * 2)
+    return tf.zeros(shape, dtype), _device_extras(spec, None, None, size)
 
   clip, extras = tf.cond(tf.equal(error, ''), make, empty)
   return {**_output(record, clip, target, error), **extras}
 
 
 def _device_extras(
-  spec: ClipSpec, colour: tf.Tensor | None, seed: tf.Tensor | None, shape: Sequence[int]
+  spec: ClipSpec, colour: tf.Tensor | None, seed: tf.Tensor | None, window: tf.Tensor
 ) -> dict[str, tf.Tensor]:
   """What the train step needs besides the uint8 clip with `augment_on_device`.
 
   No colour or no seed (an invalid record): nothing changed, nothing erased.
+  `window` is the size of the sent window (used with `spec.device_resize`).
   """
   if not spec.augment_on_device:
     return {}
   aug = spec.augmentation
   box = tf.zeros([5], tf.int32)
   if aug.do_random_erasing and seed is not None:
-    box = augment.erasing_box(shape[1], shape[2], aug.prob_random_erasing, seed)
-  return {'colour': tf.zeros([6]) if colour is None else colour, 'erase': box}
+    box = augment.erasing_box(spec.crop_size, spec.crop_size, aug.prob_random_erasing, seed)
+  extras = {'colour': tf.zeros([6]) if colour is None else colour, 'erase': box}
+  if spec.device_resize:
+    extras['window'] = tf.cast(window, tf.int32)
+  return extras
+
+
+def _padded_window(
+  region: tf.Tensor, flip: tf.Tensor, spec: ClipSpec
+) -> tuple[tf.Tensor, tf.Tensor]:
+  """The crop window u8[T,h,w,3], flipped, as u8[T,M,M,3] for the device's resize, and (h, w).
+
+  Zeros pad the window to M = `spec.device_window` (the device clamps its
+  samples to the window). A window that does not fit is resized here, as
+  without `device_resize`, and sent at (S, S).
+  """
+  side, s = spec.device_window, spec.crop_size
+  shape = tf.shape(region)
+
+  def window():
+    flipped = tf.cond(flip, lambda: tf.reverse(region, axis=[2]), lambda: region)
+    return tf.pad(flipped, [[0, 0], [0, side - shape[1]], [0, side - shape[2]], [0, 0]]), shape[1:3]
+
+  def resized():
+    clip = augment.to_uint8(video_ops.resize_region(region, s), flip)
+    return tf.pad(clip, [[0, 0], [0, side - s], [0, side - s], [0, 0]]), tf.constant([s, s])
+
+  fits = tf.logical_and(shape[1] <= side, shape[2] <= side)
+  padded, size = tf.cond(fits, window, resized)
+  return tf.ensure_shape(padded, [spec.num_frames, side, side, 3]), size
 
 
 def train_from_frames(
@@ -196,17 +229,8 @@ def _train_from_region(
   drawn from the same seeds as on the host.
   """
   region = tf.ensure_shape(region, [spec.num_frames, None, None, 3])
-  clip = video_ops.resize_region(region, spec.crop_size)
   aug = spec.augmentation
   seeds = tf.random.experimental.stateless_split(seed, 4)
-  if aug.do_rand_augment:
-    clip = rand_augment.rand_augment(
-      tf.saturate_cast(tf.round(clip), tf.uint8),
-      num_layers=aug.rand_augment_num_layers,
-      magnitude=aug.rand_augment_magnitude,
-      seed=seeds[0],
-      contrast_pivot=aug.rand_augment_contrast_pivot,
-    )
   colour = None
   if aug.do_color_augment:
     colour = augment.colour_transform(
@@ -215,9 +239,22 @@ def _train_from_region(
   flip = tf.constant(False)
   if spec.random_flip:
     flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
+  if spec.device_resize:
+    # Flipping the window flips its bilinear resize: the device does the rest.
+    padded, size = _padded_window(region, flip, spec)
+    return padded, _device_extras(spec, colour, seeds[3], size)
+  clip = video_ops.resize_region(region, spec.crop_size)
+  if aug.do_rand_augment:
+    clip = rand_augment.rand_augment(
+      tf.saturate_cast(tf.round(clip), tf.uint8),
+      num_layers=aug.rand_augment_num_layers,
+      magnitude=aug.rand_augment_magnitude,
+      seed=seeds[0],
+      contrast_pivot=aug.rand_augment_contrast_pivot,
+    )
   if spec.augment_on_device:
-    extras = _device_extras(spec, colour, seeds[3], clip.shape)
-    return augment.to_uint8(clip, flip), extras
+    size = tf.constant([spec.crop_size] * 2)
+    return augment.to_uint8(clip, flip), _device_extras(spec, colour, seeds[3], size)
   clip = augment.finish_clip(clip, flip=flip, colour=colour, zero_centering=spec.zero_centering)
   if aug.do_random_erasing:
     low = -1.0 if spec.zero_centering else 0.0

@@ -70,8 +70,8 @@ def make_update_fn(
       the reported grad_norm is then the mean of the clipped gradients).
     mixup_alpha, cutmix_alpha, cutmix_switch_prob: see `mixup.mix_batch`.
     device_augment: the dataset's `meta.device_augment`, `(batch, rng) ->
-      inputs` (with `dataset_configs.augment_on_device`: u8 inputs, colour,
-      normalisation, erasing); None when the batch's 'inputs' are ready.
+      inputs` (with `dataset_configs.augment_on_device`: u8 inputs; resize,
+      colour, normalisation, erasing); None when the batch's 'inputs' are ready.
 
   Returns:
     A function of a replicated state and a batch {'inputs': f32[D, B, T, H, W, 3],
