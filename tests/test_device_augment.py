@@ -14,10 +14,10 @@ import numpy as np
 import optax
 import tensorflow as tf
 from test_data_dataset import VIDEOS, make_config, write_shards
+from test_data_pinned import DEFAULT_AUGMENTATION, SPEC
 
-from vivit_jax import config as config_lib
 from vivit_jax.data import augment, build_dataset, pipeline, sampling
-from vivit_jax.data.clip_spec import Augmentation, ClipSpec
+from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.data.device_augment import DeviceAugment
 from vivit_jax.task import Task
 from vivit_jax.train import steps
@@ -33,24 +33,9 @@ def _tf_colour(x, brightness, saturation, contrast, hue):
 
 
 def _spec(on_device: bool, **augmentation) -> ClipSpec:
-  defaults = config_lib.get_defaults().dataset_configs
-  aug = Augmentation.from_config(defaults.augmentation_params)
-  return ClipSpec(
-    num_frames=4,
-    stride=2,
-    min_resize=32,
-    crop_size=24,
-    zero_centering=True,
-    random_flip=True,
-    augment_on_device=on_device,
-    num_classes=3,
-    class_splits=None,
-    split_names=(),
-    multi_label=False,
-    num_test_clips=1,
-    three_crops=False,
-    augmentation=dataclasses.replace(aug, **augmentation),
-  )
+  """4 frames at stride 2, short side 32, crop 24, with these augmentations."""
+  aug = dataclasses.replace(DEFAULT_AUGMENTATION, **augmentation)
+  return dataclasses.replace(SPEC, augment_on_device=on_device, augmentation=aug)
 
 
 def test_device_colour_matches_tf_image_ops():

@@ -27,6 +27,8 @@ its frames.
 from __future__ import annotations
 
 import math
+import types
+from typing import Any
 
 import tensorflow as tf
 
@@ -64,45 +66,71 @@ def colour_transform(*, prob_color: float, prob_drop: float, seed: tf.Tensor) ->
   return tf.stack([flags[0], brightness, saturation, contrast, hue, flags[1]])
 
 
-def _saturate(x: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
-  """tf.image.adjust_saturation without the HSV round trip.
+# The HSV arithmetic below is written once for TensorFlow (the host pipeline)
+# and jax.numpy (`device_augment`, in the train step): `ops` is a namespace with
+# elementwise where, maximum, minimum and clip, and the colour planes are
+# separate arrays.
+TF_OPS = types.SimpleNamespace(
+  where=tf.where, maximum=tf.maximum, minimum=tf.minimum, clip=tf.clip_by_value
+)
+Planes = tuple[Any, Any, Any]
+
+
+def _max_span(rgb: Planes, ops: Any) -> tuple[Any, Any]:
+  r, g, b = rgb
+  # Elementwise max/min of the three planes: XLA's CPU reductions over a
+  # length-3 axis are far slower.
+  v = ops.maximum(ops.maximum(r, g), b)
+  return v, v - ops.minimum(ops.minimum(r, g), b)
+
+
+def saturate(rgb: Planes, factor: Any, ops: Any) -> Planes:
+  """tf.image.adjust_saturation without the HSV round trip, on colour planes.
 
   Scaling HSV saturation s to s' = min(s * factor, 1) at fixed hue and value v
   moves every channel c to v - (v - c) * s' / s; a pixel with v <= 0 has s = 0
   and becomes grey (v, v, v), as in TensorFlow's kernel.
   """
-  r, g, b = x[..., 0], x[..., 1], x[..., 2]
-  # Elementwise max/min of the three planes: XLA's CPU reductions over a
-  # length-3 axis are far slower.
-  v = tf.maximum(tf.maximum(r, g), b)
-  span = v - tf.minimum(tf.minimum(r, g), b)
-  k = tf.where(span > 0, tf.minimum(factor, v / tf.maximum(span, 1e-12)), 1.0)
-  k = tf.where(v > 0, k, 0.0)
-  return tf.stack([v - (v - c) * k for c in (r, g, b)], axis=-1)
+  v, span = _max_span(rgb, ops)
+  k = ops.where(span > 0, ops.minimum(factor, v / ops.maximum(span, 1e-12)), 1.0)
+  k = ops.where(v > 0, k, 0.0)
+  return tuple(v - (v - c) * k for c in rgb)
 
 
-def _shift_hue(x: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
-  """tf.image.adjust_hue: HSV hue + delta (mod 1) at fixed saturation and value."""
-  r, g, b = x[..., 0], x[..., 1], x[..., 2]
-  v = tf.maximum(tf.maximum(r, g), b)
-  span = v - tf.minimum(tf.minimum(r, g), b)
-  norm = 1.0 / (6.0 * tf.maximum(span, 1e-12))
-  h = tf.where(
-    tf.equal(r, v),
+def shift_hue(rgb: Planes, delta: Any, ops: Any) -> Planes:
+  """tf.image.adjust_hue on colour planes: HSV hue + delta (mod 1) at fixed saturation
+  and value."""
+  r, g, b = rgb
+  v, span = _max_span(rgb, ops)
+  norm = 1.0 / (6.0 * ops.maximum(span, 1e-12))
+  h = ops.where(
+    r == v,
     norm * (g - b),
-    tf.where(tf.equal(g, v), norm * (b - r) + 1 / 3, norm * (r - g) + 2 / 3),
+    ops.where(g == v, norm * (b - r) + 1 / 3, norm * (r - g) + 2 / 3),
   )
-  h = tf.where(span > 0, h, 0.0) + delta
+  h = ops.where(span > 0, h, 0.0) + delta
   # h is in (-1, 2): two conditional wraps instead of a (slow) floating mod.
-  h = tf.where(h < 0, h + 1.0, h)
-  h = tf.where(h >= 1, h - 1.0, h)
-  chroma = tf.where(v > 0, span, 0.0)
+  h = ops.where(h < 0, h + 1.0, h)
+  h = ops.where(h >= 1, h - 1.0, h)
+  chroma = ops.where(v > 0, span, 0.0)
   channels = []
   for n in (5.0, 3.0, 1.0):
     k = n + 6.0 * h
-    k = tf.where(k >= 6, k - 6.0, k)
-    channels.append(v - chroma * tf.clip_by_value(tf.minimum(k, 4.0 - k), 0.0, 1.0))
-  return tf.stack(channels, axis=-1)
+    k = ops.where(k >= 6, k - 6.0, k)
+    channels.append(v - chroma * ops.clip(ops.minimum(k, 4.0 - k), 0.0, 1.0))
+  return tuple(channels)
+
+
+def _planes(x: tf.Tensor) -> Planes:
+  return x[..., 0], x[..., 1], x[..., 2]
+
+
+def _saturate(x: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+  return tf.stack(saturate(_planes(x), factor, TF_OPS), axis=-1)
+
+
+def _shift_hue(x: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+  return tf.stack(shift_hue(_planes(x), delta, TF_OPS), axis=-1)
 
 
 def apply_colour(clip: tf.Tensor, transform: ColourTransform, mean_stride: int = 1) -> tf.Tensor:

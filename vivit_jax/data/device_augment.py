@@ -42,39 +42,6 @@ from vivit_jax.data import augment
 from vivit_jax.data.clip_spec import ClipSpec
 
 
-def _max_min(r: jax.Array, g: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
-  v = jnp.maximum(jnp.maximum(r, g), b)
-  return v, v - jnp.minimum(jnp.minimum(r, g), b)
-
-
-def _saturate(rgb: tuple[jax.Array, ...], factor: jax.Array) -> tuple[jax.Array, ...]:
-  """tf.image.adjust_saturation, written as `augment._saturate` is."""
-  v, span = _max_min(*rgb)
-  k = jnp.where(span > 0, jnp.minimum(factor, v / jnp.maximum(span, 1e-12)), 1.0)
-  k = jnp.where(v > 0, k, 0.0)
-  return tuple(v - (v - c) * k for c in rgb)
-
-
-def _shift_hue(rgb: tuple[jax.Array, ...], delta: jax.Array) -> tuple[jax.Array, ...]:
-  """tf.image.adjust_hue, written as `augment._shift_hue` is."""
-  r, g, b = rgb
-  v, span = _max_min(r, g, b)
-  norm = 1.0 / (6.0 * jnp.maximum(span, 1e-12))
-  h = jnp.where(
-    r == v, norm * (g - b), jnp.where(g == v, norm * (b - r) + 1 / 3, norm * (r - g) + 2 / 3)
-  )
-  h = jnp.where(span > 0, h, 0.0) + delta
-  h = jnp.where(h < 0, h + 1.0, h)
-  h = jnp.where(h >= 1, h - 1.0, h)
-  chroma = jnp.where(v > 0, span, 0.0)
-  out = []
-  for n in (5.0, 3.0, 1.0):
-    k = n + 6.0 * h
-    k = jnp.where(k >= 6, k - 6.0, k)
-    out.append(v - chroma * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0))
-  return tuple(out)
-
-
 def apply_colour(x: jax.Array, colour: jax.Array) -> jax.Array:
   """f32[B,T,H,W,3] in [0, 1] with each clip's `augment.colour_transform` f32[B,6] applied."""
   # [B] -> [B,1,1,1], to broadcast over the [B,T,H,W] colour planes.
@@ -82,10 +49,10 @@ def apply_colour(x: jax.Array, colour: jax.Array) -> jax.Array:
     colour[:, i, None, None, None] for i in range(6)
   )
   rgb = (x[..., 0], x[..., 1], x[..., 2])
-  jittered = _saturate(tuple(c + brightness for c in rgb), saturation)
+  jittered = augment.saturate(tuple(c + brightness for c in rgb), saturation, jnp)
   means = [jnp.mean(c, axis=(2, 3), keepdims=True) for c in jittered]
-  jittered = _shift_hue(
-    tuple((c - m) * contrast + m for c, m in zip(jittered, means, strict=True)), hue
+  jittered = augment.shift_hue(
+    tuple((c - m) * contrast + m for c, m in zip(jittered, means, strict=True)), hue, jnp
   )
   rgb = tuple(
     jnp.where(apply > 0, jnp.clip(j, 0.0, 1.0), c) for j, c in zip(jittered, rgb, strict=True)
