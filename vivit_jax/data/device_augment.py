@@ -6,8 +6,8 @@ pixels with what it drew: the colour change (`augment.colour_transform`,
 f32[6]) and the random-erasing box (`augment.erasing_box`, i32[5]). Without
 RandAugment (`ClipSpec.device_resize`) it sends the crop window itself, padded
 to a fixed size with zeros, with the window's size ('window', i32[2]), and
-the resize runs here too; RandAugment works on the resized clip, so with it the host
-resizes and rounds to uint8. `DeviceAugment` turns such a batch into model
+the resize runs here too; RandAugment works on the resized clip, so with it
+the host resizes and rounds to uint8. `DeviceAugment` turns such a batch into model
 inputs inside the jitted train step, the same XLA program on CPU, GPU and TPU:
 
   (bilinear resize of the window) -> pixels / 255 -> colour change (DMVR's
@@ -23,11 +23,13 @@ a clip gets is drawn on the host as without the switch, so the stream of
 augmentations is the same and resumes exactly.
 
 Why: on CPU hosts the resize and the float pass (colour in particular) cost
-more than decoding the JPEG frames, while an accelerator does them in
-microseconds, and uint8 batches are about a third of the bytes to copy to the
-devices. On a CPU-only machine the work moves onto the same cores, where XLA
-does it more slowly than tf.data (the resize as two small matrix products per
-frame): leave the switch off there (docs/data.md has the measurements).
+more than decoding the JPEG frames, while on an accelerator they are a small
+fraction of a train step (by operation count: about 5 GFLOP a clip for the
+resize against about 840 for a ViViT-B step), and uint8 windows are about a
+third of the bytes to copy to the devices. On a CPU-only machine the work
+moves onto the same cores, where XLA does it more slowly than tf.data (the
+resize as two small matrix products per frame): leave the switch off there
+(docs/data.md has the measurements).
 """
 
 from __future__ import annotations
@@ -92,8 +94,8 @@ def resize(windows: jax.Array, sizes: jax.Array, side: int) -> jax.Array:
   """
 
   def one(window: jax.Array, size: jax.Array) -> jax.Array:
-    # The padding repeats the window's last row and column, which is where
-    # TensorFlow clamps the samples past the edge.
+    # Clamped indices: past the window, rows and columns repeat its last ones,
+    # as TensorFlow clamps the samples that fall beyond the edge.
     rows = jnp.minimum(jnp.arange(window.shape[1]), size[0] - 1)
     cols = jnp.minimum(jnp.arange(window.shape[2]), size[1] - 1)
     window = window[:, rows][:, :, cols].astype(jnp.float32)

@@ -81,8 +81,9 @@ def _output(record, video, target, error) -> Record:
 
 
 def train_clip(record: Record, seed: tf.Tensor, spec: ClipSpec, jpeg_only: bool) -> Record:
-  """A randomly sampled and augmented clip: inputs f32[T,S,S,3] (u8, with 'colour' and
-  'erase', when `spec.augment_on_device`; see `train_output`).
+  """A randomly sampled and augmented clip: inputs f32[T,S,S,3] (with
+  `spec.augment_on_device`, u8 and the drawn 'colour', 'erase' and 'window'; see
+  `train_output`).
 
   JPEG frames decode only the crop's window; the geometry and augmentation are
   `train_from_frames`'s for the same seed.
@@ -223,10 +224,12 @@ def _train_from_region(
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
   """Resize of the crop window, flip, RandAugment or colour, normalisation, erasing.
 
-  Returns (f32[T,S,S,3] with everything applied, {}); with
-  `spec.augment_on_device`, (u8[T,S,S,3] resized, flipped and RandAugmented,
-  {'colour': the drawn colour change f32[6], 'erase': the erasing box i32[5]}),
-  drawn from the same seeds as on the host.
+  Returns (f32[T,S,S,3] with everything applied, {}). With
+  `spec.augment_on_device` the clip is u8 and the extras hold what was drawn,
+  from the same seeds: {'colour': the colour change f32[6], 'erase': the
+  erasing box i32[5]}; the clip is then the flipped crop window padded to
+  u8[T,M,M,3] with its size in 'window' (`spec.device_resize`), or, with
+  RandAugment, the resized, flipped and RandAugmented u8[T,S,S,3].
   """
   region = tf.ensure_shape(region, [spec.num_frames, None, None, 3])
   aug = spec.augmentation
