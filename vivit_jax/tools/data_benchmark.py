@@ -290,6 +290,11 @@ def _use_shards(config, data: str) -> None:
       dc.num_classes = sum(1 for line in f if line.strip())
 
 
+def _ratios(numerators: list[float], denominators: list[float]) -> str:
+  ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
+  return f'{statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})'
+
+
 def _summary(values: list[float]) -> str:
   if len(values) == 1:
     return f'{values[0]:.1f}'
@@ -346,7 +351,6 @@ def main(argv: Sequence[str]) -> None:
     if not rates:
       return
     train, decode = [r['train'] for r in rates], [r['decode'] for r in rates]
-    ratios = [t / d for t, d in zip(train, decode, strict=True)]
     where = ''
     if 'host' in rates[0]:
       where = f', device work on {jax.devices()[0].platform.upper()}'
@@ -355,7 +359,9 @@ def main(argv: Sequence[str]) -> None:
       host = [r['host'] for r in rates]
       print(f'host batches alone (uint8, augment_on_device): {_summary(host)} clips/s')
     print(f'{bound}: {_summary(decode)} clips/s')
-    print(f'ratio: {statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})')
+    if 'host' in rates[0]:
+      print(f'host batches / bound: {_ratios(host, decode)}')
+    print(f'model-ready / bound: {_ratios(train, decode)}')
     return
   if config.dataset_name != 'video_files':
     raise app.UsageError('--compare_tfrecords needs dataset_name=video_files.')
