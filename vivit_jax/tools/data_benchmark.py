@@ -12,7 +12,7 @@ Their ratio says how much the work around decoding costs. The two are timed
 alternately `--repeats` times; the median and the range are printed.
 
 With `dataset_configs.augment_on_device` the model-ready figure includes the
-train step's device work (colour, normalisation, erasing), run on the default
+train step's device work (resize, colour, normalisation, erasing), run on the default
 JAX device as each batch arrives, and the host's uint8 batches alone are timed
 too: on a CPU-only machine the device work shares the cores with tf.data, on an
 accelerator the host figure is what feeds it.
@@ -247,8 +247,8 @@ def clips_per_second(iterator: Iterator, batch: int, warmup: int, num_batches: i
 def _model_ready(ds_obj) -> Iterator:
   """Train batches as the train step's model sees them.
 
-  With `augment_on_device` the step's device work (colour, normalisation,
-  erasing) is done here on the default device and waited for, while tf.data
+  With `augment_on_device` the step's device work (resize, colour,
+  normalisation, erasing) is done here on the default device and waited for, while tf.data
   keeps preparing the next batches, as in training.
   """
   batches = ds_obj.train_iter()
@@ -351,15 +351,13 @@ def main(argv: Sequence[str]) -> None:
     if not rates:
       return
     train, decode = [r['train'] for r in rates], [r['decode'] for r in rates]
-    where = ''
-    if 'host' in rates[0]:
-      where = f', device work on {jax.devices()[0].platform.upper()}'
+    host = [r['host'] for r in rates] if 'host' in rates[0] else None
+    where = f', device work on {jax.devices()[0].platform.upper()}' if host else ''
     print(f'train pipeline (model-ready inputs{where}): {_summary(train)} clips/s')
-    if 'host' in rates[0]:
-      host = [r['host'] for r in rates]
+    if host:
       print(f'host batches alone (uint8, augment_on_device): {_summary(host)} clips/s')
     print(f'{bound}: {_summary(decode)} clips/s')
-    if 'host' in rates[0]:
+    if host:
       print(f'host batches / bound: {_ratios(host, decode)}')
     print(f'model-ready / bound: {_ratios(train, decode)}')
     return
