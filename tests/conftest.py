@@ -9,6 +9,9 @@ import os
 import shutil
 import tempfile
 
+import gcs_emulator
+import pytest
+
 os.environ['XLA_FLAGS'] = (
   os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
 ).strip()
@@ -26,3 +29,24 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _CACHE)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+
+@pytest.fixture(scope='module')
+def gcs():
+  """A Cloud Storage emulator on loopback (tests/gcs_emulator.py) with bucket `vivit-test`.
+
+  Its environment is set in this process for the module's tests (subprocesses
+  inherit it) and taken back afterwards, so that nothing else talks to the proxy.
+  """
+  with gcs_emulator.running() as emulator:
+    emulator.make_bucket('vivit-test')
+    saved = {k: os.environ.get(k) for k in emulator.environ}
+    emulator.apply()
+    try:
+      yield emulator
+    finally:
+      for key, value in saved.items():
+        if value is None:
+          os.environ.pop(key, None)
+        else:
+          os.environ[key] = value

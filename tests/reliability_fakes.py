@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from vivit_jax import fileio
 from vivit_jax.data import records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,7 +152,7 @@ def saved_steps(checkpoint_dir: str) -> list[int]:
   """The complete checkpoints Orbax sees in `checkpoint_dir`."""
   import orbax.checkpoint as ocp
 
-  if not os.path.isdir(checkpoint_dir):
+  if not fileio.isdir(checkpoint_dir):
     return []
   with ocp.CheckpointManager(checkpoint_dir) as manager:
     return sorted(manager.all_steps())

@@ -1,19 +1,23 @@
 """Two processes joined by jax.distributed on localhost train like one process.
 
 Each process runs `main.py` with 2 fake CPU devices (gloo collectives) and
-reads its own half of the shards. A single process with 4 devices, fed the
-same global batches (host 0's half beside host 1's), must reach the same
-parameters.
+reads its own half of the shards. As on a pod, the shards and the workdir are
+in a bucket (the Cloud Storage emulator), not on a disk the processes share.
+A single process with 4 devices, fed the same global batches (host 0's half
+beside host 1's), must reach the same parameters.
 """
 
 import os
 import socket
 import subprocess
 import sys
+import uuid
 
 import jax
 import numpy as np
 import reliability_fakes as rf
+
+from vivit_jax import fileio
 
 STEPS = 4
 
@@ -21,6 +25,7 @@ STEPS = 4
 # devices' slices, then host 1's, exactly as the pmap over all 4 devices saw them.
 SINGLE_PROCESS = """
 import sys
+import uuid
 import numpy as np
 from vivit_jax.config import load_config_file, resolve
 from vivit_jax.data import build_dataset
@@ -48,12 +53,16 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_train_like_one_and_write_one_checkpoint(tmp_path):
-  data_dir = str(tmp_path / 'data')
-  rf.write_tfrecords(data_dir, shards=4, per_shard=4)
+def test_two_processes_share_a_bucket_train_like_one_and_write_one_checkpoint(tmp_path, gcs):
+  local_data = str(tmp_path / 'data')
+  rf.write_tfrecords(local_data, shards=4, per_shard=4)
+  bucket = f'gs://vivit-test/multihost-{uuid.uuid4().hex[:8]}'
+  data_dir = f'{bucket}/data'
+  for name in os.listdir(local_data):
+    fileio.copy(os.path.join(local_data, name), f'{data_dir}/{name}')
   config = rf.write_config(str(tmp_path / 'config.py'), data_dir, steps=STEPS, checkpoint_steps=2)
   cache = str(tmp_path / 'cache')
-  workdir = str(tmp_path / 'two_hosts')
+  workdir = f'{bucket}/two_hosts'
   address = f'127.0.0.1:{_free_port()}'
   procs = [
     subprocess.Popen(
@@ -91,7 +100,7 @@ def test_two_processes_train_like_one_and_write_one_checkpoint(tmp_path):
 
   # One checkpoint per saved step, restorable in this single process.
   checkpoints = os.path.join(workdir, 'checkpoints')
-  assert sorted(os.listdir(checkpoints)) == ['2', '4']
+  assert fileio.listdir(checkpoints) == ['2', '4']
   two_hosts = rf.restore_raw(checkpoints, STEPS)
   assert int(two_hosts['step']) == STEPS
 

@@ -8,13 +8,18 @@ newest complete checkpoint, never from an older one.
 import os
 import re
 import subprocess
+import sys
 import time
+import uuid
 
 import jax
 import numpy as np
 import reliability_fakes as rf
 
+from vivit_jax import fileio
+
 STEPS = 10
+CLOSE = {'rtol': 1e-6, 'atol': 1e-7}
 
 
 def _assert_same_tree(a, b, **tolerance):
@@ -46,12 +51,16 @@ def test_same_seed_gives_identical_losses_and_parameters(tmp_path):
   _assert_same_tree(a, b)  # bit for bit
 
 
-def _start(config, workdir, cache, log_path):
+def _start(config, workdir, cache, log_path, cwd=rf.REPO, flags=()):
   log = open(log_path, 'w')
+  env = rf.main_env(cache)
+  if cwd != rf.REPO:
+    env['PYTHONPATH'] = rf.REPO  # the config file imports configs.synthetic
   proc = subprocess.Popen(
-    rf.main_command(config, workdir),
-    cwd=rf.REPO,
-    env=rf.main_env(cache),
+    [sys.executable, os.path.join(rf.REPO, 'main.py'), f'--config={config}', f'--workdir={workdir}']
+    + list(flags),
+    cwd=cwd,
+    env=env,
     stdout=log,
     stderr=subprocess.STDOUT,
     text=True,
@@ -71,29 +80,29 @@ def _wait_for(path, pattern, proc, timeout=120):
   raise TimeoutError(f'{pattern!r} never appeared in {path}.')
 
 
-def test_sigkill_at_random_moments_loses_no_work(tmp_path):
-  config, cache = _setup(tmp_path, steps=STEPS)
-  reference = rf.run_main(config, str(tmp_path / 'reference'), cache)
-  assert reference.returncode == 0, reference.stderr[-3000:]
-  reference_losses = rf.losses_from_log(reference.stderr)
+def _kill_until_done(config, workdir, cache, logs, reference_losses, *, kills, seed, **start):
+  """Runs main.py on `workdir`, SIGKILLing the first `kills` runs at random moments.
 
-  workdir = str(tmp_path / 'killed')
+  Checks after every run that the next resumes from the newest complete
+  checkpoint, that none goes missing or backwards, and that the steps trained
+  after the last resume give the reference losses. Returns the finished log.
+  """
   checkpoints = os.path.join(workdir, 'checkpoints')
-  rng = np.random.default_rng(8)
+  rng = np.random.default_rng(seed)
   latest = 0
-  kills = 0
-  for attempt in range(6):
-    log_path = str(tmp_path / f'log{attempt}.txt')
-    proc, log = _start(config, workdir, cache, log_path)
+  killed = 0
+  for attempt in range(kills + 3):
+    log_path = os.path.join(logs, f'log{attempt}.txt')
+    proc, log = _start(config, workdir, cache, log_path, **start)
     try:
       _wait_for(log_path, r'Training steps', proc)
-      if kills < 3:
+      if killed < kills:
         # A random moment after training starts: during a step, a save or an
         # asynchronous checkpoint write.
         time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is None:
           proc.kill()
-          kills += 1
+          killed += 1
       proc.wait(timeout=240)
     finally:
       if proc.poll() is None:
@@ -117,11 +126,57 @@ def test_sigkill_at_random_moments_loses_no_work(tmp_path):
         np.isclose(v, reference_losses[s], rtol=1e-5) for s, v in losses.items()
       )
       break
-  assert kills == 3
-  assert latest == STEPS and proc.returncode == 0
-  _assert_same_tree(
-    rf.restore_raw(checkpoints, STEPS),
-    rf.restore_raw(str(tmp_path / 'reference' / 'checkpoints'), STEPS),
-    rtol=1e-6,
-    atol=1e-7,
+  assert killed == kills
+  assert latest == STEPS and proc.returncode == 0, text[-3000:]
+  return text
+
+
+def _upload(local_dir, uri):
+  for name in os.listdir(local_dir):
+    fileio.copy(os.path.join(local_dir, name), f'{uri}/{name}')
+
+
+def test_sigkill_at_random_moments_loses_no_work_locally_and_on_a_bucket(tmp_path, gcs):
+  config, cache = _setup(tmp_path, steps=STEPS)
+  reference = rf.run_main(config, str(tmp_path / 'reference'), cache)
+  assert reference.returncode == 0, reference.stderr[-3000:]
+  reference_losses = rf.losses_from_log(reference.stderr)
+  expected = rf.restore_raw(str(tmp_path / 'reference' / 'checkpoints'), STEPS)
+
+  workdir = str(tmp_path / 'killed')
+  os.makedirs(tmp_path / 'local_logs')
+  _kill_until_done(
+    config, workdir, cache, str(tmp_path / 'local_logs'), reference_losses, kills=3, seed=8
   )
+  _assert_same_tree(rf.restore_raw(os.path.join(workdir, 'checkpoints'), STEPS), expected, **CLOSE)
+
+  # The same on Cloud Storage (the emulator): data and workdir in a bucket, started
+  # from an empty directory, which stays empty.
+  bucket = f'gs://vivit-test/preempted-{uuid.uuid4().hex[:8]}'
+  _upload(str(tmp_path / 'data'), f'{bucket}/data')
+  gs_config = rf.write_config(
+    str(tmp_path / 'gs_config.py'), f'{bucket}/data', steps=STEPS, checkpoint_steps=1
+  )
+  here = tmp_path / 'cwd'
+  os.makedirs(here)
+  os.makedirs(tmp_path / 'gs_logs')
+  text = _kill_until_done(
+    gs_config,
+    f'{bucket}/run',
+    cache,
+    str(tmp_path / 'gs_logs'),
+    reference_losses,
+    kills=1,
+    seed=3,
+    cwd=str(here),
+    flags=['--config.write_summary=True'],
+  )
+  assert f'Written to {bucket}/run' in text
+  assert os.listdir(here) == []
+  _assert_same_tree(rf.restore_raw(f'{bucket}/run/checkpoints', STEPS), expected, **CLOSE)
+  results = fileio.read_json(f'{bucket}/run/results.json')
+  assert results['step'] == STEPS
+  names = gcs.objects('vivit-test')
+  prefix = f'{bucket.removeprefix("gs://vivit-test/")}/run/'
+  assert f'{prefix}config.json' in names
+  assert any(n.startswith(f'{prefix}train/events.out.tfevents') for n in names)

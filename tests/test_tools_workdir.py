@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import jax
 import numpy as np
@@ -18,6 +19,7 @@ from test_inference_fakes import moving_frames, write_mp4
 from train_fakes import TINY_CLASSES, tiny_main_overrides, write_tiny_split
 
 from vivit_jax import config as config_lib
+from vivit_jax import fileio
 from vivit_jax.checkpoints import formats, load, safetensors
 from vivit_jax.errors import MissingFileError
 from vivit_jax.inference import VideoClassifier, load_params
@@ -244,3 +246,43 @@ def test_a_missing_required_flag_is_one_line_naming_it(tmp_path):
   errors = [line for line in done.stderr.splitlines() if ': error: ' in line]
   assert len(errors) == 1 and '--checkpoint must have a value' in errors[0], done.stderr
   assert os.listdir(tmp_path) == []
+
+
+def _upload_tree(local: str, uri: str) -> None:
+  for directory, _, files in os.walk(local):
+    for name in files:
+      path = os.path.join(directory, name)
+      fileio.copy(path, f'{uri}/{os.path.relpath(path, local)}')
+
+
+def test_every_tool_reads_and_writes_a_bucket(run, gcs, tmp_path):
+  root, config = run
+  bucket = f'gs://vivit-test/tools-{uuid.uuid4().hex[:8]}'
+  _upload_tree(str(root / 'work'), f'{bucket}/work')
+  _upload_tree(str(root / 'data'), f'{bucket}/data')
+  fileio.copy(str(root / 'clip.mp4'), f'{bucket}/clip.mp4')
+  args = [f'--config={CONFIG}', f'--checkpoint={bucket}/work', *tiny_overrides(f'{bucket}/data')]
+  here = str(tmp_path)
+  predict = _run(['-m', 'vivit_jax.tools.predict', *args, '--top_k=1', f'{bucket}/clip.mp4'], here)
+  assert predict.returncode == 0, predict.stderr[-3000:]
+  assert any(name in predict.stdout for name in TINY_CLASSES), predict.stdout
+  local = _run(['-m', 'vivit_jax.tools.predict', *args, '--top_k=1', str(root / 'clip.mp4')], here)
+  assert predict.stdout.split()[1:] == local.stdout.split()[1:]  # all but the path
+  convert = _run(
+    ['-m', 'vivit_jax.tools.convert_checkpoint', *args, f'--output={bucket}/conv'], here
+  )
+  assert convert.returncode == 0, convert.stderr[-3000:]
+  visualize = _run(
+    ['-m', 'vivit_jax.tools.visualize', *args, f'--out={bucket}/a.png', f'{bucket}/clip.mp4'], here
+  )
+  assert visualize.returncode == 0, visualize.stderr[-3000:]
+  assert os.listdir(here) == []  # nothing written where the commands ran
+  assert fileio.read_text(f'{bucket}/conv/label_map.txt').split() == list(TINY_CLASSES)
+  assert fileio.size(f'{bucket}/a.png') > 0
+  # The converted checkpoint and the workdir itself, read back as pretrained checkpoints.
+  flat, fmt = formats.read_checkpoint(f'{bucket}/conv')
+  assert fmt == 'scenic'
+  latest, path = load_params(f'{bucket}/work')
+  assert path == f'{bucket}/work/checkpoints/2/default'
+  np.testing.assert_array_equal(flat['embedding/kernel'], latest['embedding']['kernel'])
+  assert formats.read_checkpoint(f'{bucket}/work')[1] == 'orbax'

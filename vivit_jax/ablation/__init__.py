@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import ml_collections
 
 from vivit_jax import config as config_lib
-from vivit_jax import errors
+from vivit_jax import errors, fileio
 from vivit_jax.ablation import pretrain, report, runner, sweeps
 from vivit_jax.ablation.sweeps import SWEEPS, Row, Sweep, get_sweep
 
@@ -68,7 +68,7 @@ def _baseline_checkpoints(
 ) -> Callable[[int], str]:
   """seed -> the checkpoint `variants_pretrained` starts that seed from."""
   if checkpoint is not None:
-    if not os.path.exists(checkpoint):
+    if not fileio.exists(checkpoint):
       raise errors.MissingFileError(
         f'variants_pretrained: --checkpoint {checkpoint} does not exist. Give a directory of '
         "seed_<i> training workdirs (e.g. the variants sweep's 2_average_pool_baseline) or "
@@ -78,9 +78,9 @@ def _baseline_checkpoints(
     def per_seed(seed: int) -> str:
       return os.path.join(checkpoint, runner.seed_name(seed))
 
-    if not os.path.isdir(per_seed(0)):
+    if not fileio.isdir(per_seed(0)):
       return lambda seed: checkpoint
-    missing = [s for s in range(seeds) if not os.path.isdir(per_seed(s))]
+    missing = [s for s in range(seeds) if not fileio.isdir(per_seed(s))]
     if missing:
       raise errors.MissingFileError(
         f'variants_pretrained: {checkpoint} has no {runner.seed_name(missing[0])} for seed '

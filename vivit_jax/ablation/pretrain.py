@@ -22,6 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from vivit_jax import fileio
 from vivit_jax.ablation import runner, sweeps
 from vivit_jax.checkpoints.formats import flatten, write_scenic
 from vivit_jax.models import build_module, describe_model
@@ -85,7 +86,7 @@ def pretrain_image_model(
   """
   directory = os.path.join(workdir, 'tubelet_init', 'image_pretrain')
   path = os.path.join(directory, CHECKPOINT)
-  if os.path.exists(path):
+  if fileio.exists(path):
     return path
   image = image_config(config, num_steps)
   if not runner.is_finished(directory):

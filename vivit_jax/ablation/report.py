@@ -121,7 +121,7 @@ def write_report(
   sweep: Sweep, results: Sequence[RowResult], directory: str, header: str = ''
 ) -> tuple[str, str]:
   """Writes `directory/<sweep>.md` and `directory/<sweep>.png`; returns both paths."""
-  os.makedirs(directory, exist_ok=True)
+  fileio.makedirs(directory)
   md_path = os.path.join(directory, f'{sweep.name}.md')
   png_path = os.path.join(directory, f'{sweep.name}.png')
   plot(sweep, results, png_path)

@@ -11,7 +11,6 @@ workdir does exactly that.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -79,19 +78,18 @@ def row_config(base: ml_collections.ConfigDict, row: Row, seed: int) -> ml_colle
 
 
 def is_finished(directory: str) -> bool:
-  return os.path.exists(os.path.join(directory, RESULTS))
+  return fileio.exists(os.path.join(directory, RESULTS))
 
 
 def _read_json(path: str, default: Any = None) -> Any:
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     return default
-  with open(path) as f:
-    return json.load(f)
+  return fileio.read_json(path)
 
 
 def _train_timed(train_fn: Callable, config, directory: str) -> dict[str, Any]:
   """Trains in `directory`, adding this attempt's wall time to the stored total."""
-  os.makedirs(directory, exist_ok=True)
+  fileio.makedirs(directory)
   path = os.path.join(directory, WALL_TIME)
   start = time.time()
   try:
@@ -151,7 +149,7 @@ def run_sweep(
           'to retrain this row.'
         )
     cost_path = os.path.join(row_dir(workdir, sweep, row), COSTS)
-    if costs and not os.path.exists(cost_path):
+    if costs and not fileio.exists(cost_path):
       fileio.write_json(cost_path, measure_costs(row_config(base, row, 0)))
   return True
 

@@ -65,12 +65,12 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 def _scenic_file(path: str) -> str:
   """The msgpack file of a Scenic checkpoint: `path`, or the newest in directory `path`."""
-  if not os.path.isdir(path):
+  if not fileio.isdir(path):
     return path
   steps = []
-  for name in os.listdir(path):
+  for name in fileio.listdir(path):
     match = _CHECKPOINT_FILE.match(name)
-    if match and os.path.isfile(os.path.join(path, name)):
+    if match and fileio.isfile(os.path.join(path, name)):
       steps.append((int(match.group(2) or -1), name))
   if not steps:
     raise MissingFileError(
@@ -89,20 +89,20 @@ def detect_format(path: str) -> str:
     'big_vision' for an .npz file (or any zip), 'scenic' otherwise (a msgpack
     file, or a directory holding `checkpoint[_<step>]`).
   """
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise MissingFileError(
       f'Checkpoint {workdir.resolve_path(path)} does not exist (relative paths start from '
       'the current directory).'
     )
-  if os.path.isdir(path):
-    if os.path.isfile(os.path.join(path, huggingface.WEIGHTS_NAME)):
+  if fileio.isdir(path):
+    if fileio.isfile(os.path.join(path, huggingface.WEIGHTS_NAME)):
       return 'huggingface'
     if workdir.find_item(path) is not None:
       return 'orbax'
     return 'scenic'
   if path.endswith('.safetensors'):
     return 'huggingface'
-  with open(path, 'rb') as f:
+  with fileio.open_file(path, 'rb') as f:
     magic = f.read(4)
   if path.endswith('.npz') or magic == b'PK\x03\x04':
     return 'big_vision'
@@ -147,7 +147,7 @@ def canonical_vit_names(flat: Flat) -> Flat:
 
 def read_big_vision(path: str) -> Flat:
   """Reads a ViT .npz (vision_transformer or big_vision) without unpickling."""
-  with np.load(path, allow_pickle=False) as data:
+  with fileio.local_copy(path) as local, np.load(local, allow_pickle=False) as data:
     flat = {k: np.asarray(data[k]) for k in data.files}
   return canonical_vit_names(flat)
 
@@ -168,7 +168,7 @@ def read_msgpack_params(path: str, fix: str) -> dict[str, Any]:
   Raises:
     CheckpointFormatError: the file is no msgpack, or holds no parameters.
   """
-  with open(path, 'rb') as f:
+  with fileio.open_file(path, 'rb') as f:
     data = f.read()
   try:
     state = flax.serialization.msgpack_restore(data)
@@ -238,5 +238,5 @@ def write_scenic(path: str, params: Mapping[str, Any]) -> None:
   """Writes {'params': params} as a Flax msgpack file (Scenic's checkpoint format)."""
   tree = unflatten(flatten(params))
   data = flax.serialization.msgpack_serialize({'params': tree})
-  with fileio.atomic_write(os.path.abspath(path), 'wb') as f:
+  with fileio.atomic_write(fileio.absolute(path), 'wb') as f:
     f.write(data)

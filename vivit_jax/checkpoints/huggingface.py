@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from vivit_jax import fileio
 from vivit_jax.checkpoints import safetensors
 from vivit_jax.config import ConfigError
 from vivit_jax.models.build import describe_model
@@ -35,7 +35,7 @@ _QKV = ('query', 'key', 'value')
 
 
 def _split_dir(path: str) -> tuple[str, str]:
-  if os.path.isdir(path):
+  if fileio.isdir(path):
     return os.path.join(path, WEIGHTS_NAME), os.path.join(path, CONFIG_NAME)
   return path, os.path.join(os.path.dirname(path), CONFIG_NAME)
 
@@ -43,8 +43,7 @@ def _split_dir(path: str) -> tuple[str, str]:
 def read(path: str) -> dict[str, np.ndarray]:
   """Reads an HF ViViT directory (or its model.safetensors) into Scenic's flat names."""
   weights_path, config_path = _split_dir(path)
-  with open(config_path) as f:
-    hf_config = json.load(f)
+  hf_config = fileio.read_json(config_path)
   return from_hf(safetensors.load(weights_path), hf_config['num_attention_heads'])
 
 
@@ -221,13 +220,13 @@ def write(
   """
   tensors = to_hf(params)
   description = json.dumps(hf_config(config, num_classes, label_names), indent=2)
-  created = not os.path.exists(path)
+  created = not fileio.exists(path)
   try:
-    os.makedirs(path, exist_ok=True)
+    fileio.makedirs(path)
     safetensors.save(os.path.join(path, WEIGHTS_NAME), tensors)
-    with open(os.path.join(path, CONFIG_NAME), 'w') as f:
+    with fileio.atomic_write(os.path.join(path, CONFIG_NAME)) as f:
       f.write(description)
   except BaseException:
     if created:
-      shutil.rmtree(path, ignore_errors=True)
+      fileio.rmtree(path)
     raise

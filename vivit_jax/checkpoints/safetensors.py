@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import ml_dtypes
 import numpy as np
 
+from vivit_jax import fileio
+
 _DTYPES = {
   'F64': np.dtype('<f8'),
   'F32': np.dtype('<f4'),
@@ -31,7 +33,7 @@ _NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 def load(path: str) -> dict[str, np.ndarray]:
   """Reads every tensor of a .safetensors file as numpy arrays (copies)."""
-  with open(path, 'rb') as f:
+  with fileio.open_file(path, 'rb') as f:
     data = f.read()
   (size,) = struct.unpack('<Q', data[:8])
   header = json.loads(data[8 : 8 + size])
@@ -66,7 +68,7 @@ def save(path: str, tensors: Mapping[str, np.ndarray], metadata: dict | None = N
     offset += len(raw)
   encoded = json.dumps(header, separators=(',', ':')).encode()
   encoded += b' ' * (-len(encoded) % 8)  # The data starts 8-byte aligned.
-  with open(path, 'wb') as f:
+  with fileio.atomic_write(path, 'wb') as f:
     f.write(struct.pack('<Q', len(encoded)))
     f.write(encoded)
     for raw in chunks:

@@ -9,7 +9,6 @@ path as missing (and then fails far from the cause).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -19,6 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vivit_jax import fileio
 from vivit_jax.errors import MissingFileError, UserError
 
 _STEP = re.compile(r'^\d+$')
@@ -31,18 +31,18 @@ class ModelMismatchError(UserError, ValueError):
 
 
 def resolve_path(path: str) -> str:
-  """`path` made absolute (and `~` expanded): the one place checkpoint paths are resolved."""
-  return os.path.abspath(os.path.expanduser(str(path)))
+  """`path` made absolute (and `~` expanded; a URI as it is): where checkpoint paths resolve."""
+  return fileio.absolute(path)
 
 
 def steps_in(directory: str) -> list[int]:
   """Complete step directories in `directory` (those whose item is written), ascending."""
-  if not os.path.isdir(directory):
+  if not fileio.isdir(directory):
     return []
   return sorted(
     int(name)
-    for name in os.listdir(directory)
-    if _STEP.match(name) and os.path.isdir(os.path.join(directory, name, _ITEM))
+    for name in fileio.listdir(directory)
+    if _STEP.match(name) and fileio.isdir(os.path.join(directory, name, _ITEM))
   )
 
 
@@ -75,9 +75,9 @@ def find_item(path: str, step: int | None = None) -> str | None:
     if steps:
       return _choose(directory, steps, step)
   name = os.path.basename(path)
-  if _STEP.match(name) and os.path.isdir(os.path.join(path, _ITEM)):
+  if _STEP.match(name) and fileio.isdir(os.path.join(path, _ITEM)):
     item = os.path.join(path, _ITEM)
-  elif name == _ITEM and os.path.exists(os.path.join(path, '_METADATA')):
+  elif name == _ITEM and fileio.exists(os.path.join(path, '_METADATA')):
     item = path
   else:
     return None
@@ -97,10 +97,9 @@ def workdir_of(item: str) -> str:
 def saved_config(item: str) -> dict[str, Any] | None:
   """The `config.json` the trainer wrote next to the checkpoint, or None."""
   path = os.path.join(workdir_of(item), CONFIG_NAME)
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return fileio.read_json(path)
 
 
 def _missing_step_metadata(record: logging.LogRecord) -> bool:
@@ -240,7 +239,7 @@ def check_fits(
   if not problems:
     return
   fix = 'Pass the config it was trained with.'
-  saved = saved_config(source) if source.endswith(os.sep + _ITEM) else None
+  saved = saved_config(source) if source.endswith('/' + _ITEM) else None
   if saved is not None:
     differences = config_differences(saved, config) if config is not None else []
     fix = (

@@ -3,7 +3,8 @@
 Videos are decoded by `video_io` (resampled to a frame rate, short side
 resized), their frames JPEG-encoded and written as one record per video
 (`records.make_sequence_example`), row j to shard j % N. A video that cannot
-be decoded is skipped and its error returned.
+be decoded is skipped and its error returned. The CSV, the videos and the
+output folder may be URIs (`gs://...`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def convert_row(job: tuple[int, Row, dict]) -> tuple[int, bytes | None, str]:
   """Worker: one CSV row -> (row index, serialized record or None, error)."""
   index, row, settings = job
   path = row.video_path
-  if settings['video_root'] and not os.path.isabs(path):
+  if settings['video_root'] and not fileio.is_absolute(path):
     path = os.path.join(settings['video_root'], path)
   try:
     frames = decode_video(
@@ -77,7 +78,7 @@ def convert(
   none of them, not even a partial one.
   """
   settings = {**settings, 'labels': {n: i for i, n in enumerate(names)}}
-  os.makedirs(output_dir, exist_ok=True)
+  fileio.makedirs(output_dir)
   finals = [
     os.path.join(output_dir, f'{base_name}-{s:05d}-of-{num_shards:05d}') for s in range(num_shards)
   ]
@@ -85,7 +86,7 @@ def convert(
   jobs = [(i, row, settings) for i, row in enumerate(rows)]
   with contextlib.ExitStack() as stack:
     # Unwound last in, first out: each writer is closed before its file is
-    # renamed into place (or removed, on an exception).
+    # renamed (or, to a URI, uploaded) into place, or removed on an exception.
     writers = []
     for final in finals:
       writer = tf.io.TFRecordWriter(stack.enter_context(fileio.atomic_path(final)))

@@ -2,6 +2,7 @@
 
 Batches are numpy arrays shaped for pmap, `[local_devices, per_device_batch,
 ...]`; the trainer puts them on the devices (see `prefetch.prefetch_to_device`).
+`dataset_configs.base_dir`, the tables and the workdir may be URIs (`gs://...`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from vivit_jax import config as config_lib
+from vivit_jax import fileio
 from vivit_jax.data import pipeline, records, sources, synthetic, tfds_source, video_files
 from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.data.device_augment import DeviceAugment
@@ -284,7 +286,7 @@ def _tfrecord_splits(
 
 def _check_not_empty(name: str, table, files: list[str], host_files: list[str]) -> None:
   """Empty files would make the repeated training stream wait forever for a record."""
-  empty = {f for f in files if tf.io.gfile.stat(f).length == 0}
+  empty = {f for f in files if fileio.size(f) == 0}
   if len(empty) == len(files) or set(host_files) <= empty:
     which = 'all' if len(empty) == len(files) else "this host's"
     raise DataError(
@@ -299,7 +301,7 @@ def _label_names(dc: ml_collections.ConfigDict, splits: dict[str, SplitData]) ->
   candidates += [os.path.dirname(s.files[0]) for s in splits.values() if s.files]
   for directory in candidates:
     path = os.path.join(directory, records.LABEL_MAP_FILENAME)
-    if directory and tf.io.gfile.exists(path):
+    if directory and fileio.exists(path):
       return records.read_label_map(path)
   return None
 

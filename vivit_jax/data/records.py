@@ -124,7 +124,7 @@ def _head_index_or_invalid(sparse: tf.sparse.SparseTensor) -> tf.Tensor:
 
 
 def write_label_map(path: str, names: Sequence[str]) -> None:
-  """Writes one class name a line; line i is class i."""
+  """Writes one class name a line; line i is class i (`path` may be a URI)."""
   for name in names:
     if '\n' in name or not name.strip():
       raise ValueError(f'Label {name!r} cannot be written to a label map (empty or multi-line).')
@@ -133,10 +133,8 @@ def write_label_map(path: str, names: Sequence[str]) -> None:
 
 
 def read_label_map(path: str) -> list[str]:
-  """Reads a label map written by `write_label_map` (blank lines are ignored)."""
-  with tf.io.gfile.GFile(path) as f:
-    names = [line.rstrip('\n') for line in f]
-  names = [n for n in names if n.strip()]
+  """Reads a label map written by `write_label_map` (blank lines are ignored; a URI too)."""
+  names = [n for n in fileio.read_text(path).splitlines() if n.strip()]
   if len(set(names)) != len(names):
     raise ValueError(f'Label map {path} lists a class twice.')
   return names

@@ -11,7 +11,8 @@ A TFRecord table (`dataset_configs.tables.<split>`) is one of
 - a glob such as `train-*`;
 - a single file name;
 - a list of any of these.
-Relative names are taken relative to `dataset_configs.base_dir`.
+Relative names are taken relative to `dataset_configs.base_dir`. Any of them,
+and `base_dir`, may be a URI (`gs://...`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import tensorflow as tf
 from absl import logging
 
+from vivit_jax import fileio
 from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.errors import UserError
 
@@ -114,7 +116,7 @@ def expand_table(
   if isinstance(table, (list, tuple)):
     return [f for spec in table for f in expand_table(base_dir, spec, split)]
   spec = str(table)
-  relative = not os.path.isabs(spec) and '://' not in spec
+  relative = not fileio.is_absolute(spec)
   if base_dir and relative:
     spec = os.path.join(base_dir, spec)
   match = _SHARD_SPEC.match(spec)
@@ -122,10 +124,10 @@ def expand_table(
     num = int(match['num'])
     files = [f'{match["name"]}-{i:05d}-of-{num:05d}' for i in range(num)]
   elif any(c in spec for c in '*?['):
-    files = sorted(tf.io.gfile.glob(spec))
+    files = fileio.glob(spec)
   else:
     files = [spec]
-  missing = [f for f in files if not tf.io.gfile.exists(f)] if files else [spec]
+  missing = [f for f in files if not fileio.exists(f)] if files else [spec]
   if not missing:
     return files
   which = f"the '{split}' table" if split else 'table'
@@ -168,8 +170,8 @@ def count_file_records(path: str, *, skip_corrupt: bool = False) -> int:
       `skip_corrupt`, in which case the complete records are counted.
   """
   count = 0
-  with tf.io.gfile.GFile(path, 'rb') as f:
-    size = f.size()
+  size = fileio.size(path)
+  with fileio.open_file(path, 'rb') as f:
     pos = 0
     while pos < size:
       header = f.read(12)
@@ -210,16 +212,14 @@ def count_records(files: Sequence[str], *, skip_corrupt: bool = False) -> list[i
 def _count_dir(directory: str, files: Sequence[str], skip_corrupt: bool) -> dict[str, int]:
   cache_path = os.path.join(directory, COUNTS_FILENAME)
   cache = {}
-  if tf.io.gfile.exists(cache_path):
+  if fileio.exists(cache_path):
     try:
-      with tf.io.gfile.GFile(cache_path) as f:
-        cache = json.load(f)
+      cache = fileio.read_json(cache_path)
     except (ValueError, OSError):
       cache = {}
   result, changed = {}, False
   for path in files:
-    stat = tf.io.gfile.stat(path)
-    stamp = [stat.length, stat.mtime_nsec]
+    stamp = _stamp(path)
     entry = cache.get(os.path.basename(path))
     if entry and entry['stamp'] == stamp:
       result[path] = entry['count']
@@ -228,17 +228,21 @@ def _count_dir(directory: str, files: Sequence[str], skip_corrupt: bool) -> dict
     cache[os.path.basename(path)] = {'stamp': stamp, 'count': result[path]}
     changed = True
   if changed:
-    # Not fileio.atomic_write: the data (and so this cache) may live on a
-    # remote filesystem (gs://...) that only tf.io.gfile reaches; a failed
-    # write only costs a recount.
-    tmp = f'{cache_path}.tmp-{os.getpid()}'
+    # Atomic, as hosts sharing the data read it while another writes; a failed
+    # write (a read-only directory or bucket) only costs a recount.
     try:
-      with tf.io.gfile.GFile(tmp, 'w') as f:
+      with fileio.atomic_write(cache_path) as f:
         json.dump(cache, f, indent=1, sort_keys=True)
-      tf.io.gfile.rename(tmp, cache_path, overwrite=True)
     except (OSError, tf.errors.OpError) as e:
       logging.warning('Could not cache record counts in %s: %s', cache_path, e)
   return result
+
+
+def _stamp(path: str) -> list[int]:
+  """[size, modification time in ns]: a file with the same stamp has the same records."""
+  # tf.io.gfile, as fileio has no modification time (epath's is in whole seconds).
+  stat = tf.io.gfile.stat(path if fileio.is_uri(path) else os.path.expanduser(path))
+  return [stat.length, stat.mtime_nsec]
 
 
 def find_truncated_file(files: Sequence[str]) -> str | None:

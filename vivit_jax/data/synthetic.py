@@ -21,7 +21,8 @@ the class: the average-pool baseline is at chance (1/6) by construction.
 Generation is deterministic given the seed and writes DMVR-format
 shards `synthetic_<split>-0000i-of-0000N`, `label_map.txt` and, last,
 `synthetic_info.json`, whose presence marks a complete dataset. `generate_mp4`
-writes the same clips as H.264 mp4 files with a CSV index per split.
+writes the same clips as H.264 mp4 files with a CSV index per split. The
+output folder may be a URI (`gs://...`).
 """
 
 from __future__ import annotations
@@ -211,11 +212,11 @@ def generate(
   same clips as the full set); its info file says so, so `is_complete` is False.
   """
   names = class_names(variant)
-  os.makedirs(output_dir, exist_ok=True)
+  fileio.makedirs(output_dir)
   for split, (count, shards) in SPLITS.items():
     with contextlib.ExitStack() as stack:
       # Unwound last in, first out: each writer is closed before its file is
-      # renamed into place (or removed, on an exception: no partial shard).
+      # renamed (or uploaded) into place, or removed on an exception: no partial shard.
       writers = []
       for shard in range(shards):
         final = os.path.join(output_dir, f'{PREFIX}{split}-{shard:05d}-of-{shards:05d}')
@@ -246,7 +247,7 @@ def video_path(split: str, index: int, name: str) -> str:
 
 
 def write_mp4(path: str, frames: np.ndarray, fps: int = FPS) -> None:
-  """Writes u8[T, H, W, 3] (H, W even) as H.264 mp4, atomically (temp file, then rename)."""
+  """Writes u8[T, H, W, 3] (H, W even) as H.264 mp4, atomically (`fileio.atomic_path`)."""
   with fileio.atomic_path(path) as tmp, av.open(tmp, 'w', format='mp4') as container:
     stream = container.add_stream(MP4_CODEC, rate=fps)
     stream.height, stream.width = frames.shape[1:3]
@@ -274,11 +275,11 @@ def generate_mp4(
   CSV only after all of its split's videos, so a CSV never lists a missing video.
   """
   names = class_names(variant)
-  os.makedirs(output_dir, exist_ok=True)
+  fileio.makedirs(output_dir)
   records.write_label_map(os.path.join(output_dir, records.LABEL_MAP_FILENAME), names)
   for split in SPLITS:
-    for name in names:
-      os.makedirs(os.path.join(output_dir, split, name), exist_ok=True)
+    # No folder per class made first: write_mp4 (`fileio.atomic_path`) makes a
+    # local one, and a bucket has none (making its placeholders costs a request each).
     rows = [','.join(CSV_HEADER)]
     for i, label, frames in _rendered(split, seed, num_frames, size, limit, variant):
       relative = video_path(split, i, names[label])
@@ -311,10 +312,9 @@ def is_complete(
 ) -> bool:
   """Whether `output_dir` holds the finished dataset with these settings."""
   path = os.path.join(output_dir, INFO_FILENAME)
-  if not tf.io.gfile.exists(path):
+  if not fileio.exists(path):
     return False
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f) == _info(seed, num_frames, size, variant=variant)
+  return fileio.read_json(path) == _info(seed, num_frames, size, variant=variant)
 
 
 def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:

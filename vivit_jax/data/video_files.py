@@ -14,6 +14,8 @@ and normalisation code.
 Decoding runs in `decode_workers` threads (PyAV releases the GIL while FFmpeg
 decodes and scales); a call that takes longer than `decode_timeout_s` is
 abandoned and reported as bad input, so a stalled file cannot hang training.
+
+`base_dir`, the tables, the videos and the workdir may be URIs (`gs://...`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from vivit_jax import fileio
 from vivit_jax.data import pipeline, records, sampling, video_io
 from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.data.sources import DataError, Record
@@ -67,12 +70,12 @@ def read_table(base_dir: str | None, table: str | Sequence[str]) -> list[Entry]:
   if isinstance(table, (list, tuple)):
     return [e for t in table for e in read_table(base_dir, t)]
   path = str(table)
-  if base_dir and not os.path.isabs(path):
+  if base_dir and not fileio.is_absolute(path):
     path = os.path.join(base_dir, path)
   root = base_dir or ''
-  if os.path.isdir(path):
+  if fileio.isdir(path):
     return _read_folders(path)
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise DataError(
       f'Video table {path!r} does not exist: give a CSV (video_path,label[,start,end]) or a '
       'directory with one sub-folder per class. Check dataset_configs.base_dir and '
@@ -86,7 +89,9 @@ def read_table(base_dir: str | None, table: str | Sequence[str]) -> list[Entry]:
     raise DataError(f'Video table {path} lists no videos.')
   entries = []
   for line, row in enumerate(rows, start=2):
-    video = row.video_path if os.path.isabs(row.video_path) else os.path.join(root, row.video_path)
+    video = row.video_path
+    if not fileio.is_absolute(video):
+      video = os.path.join(root, video)
     entries.append(
       Entry(video, row.video_path, row.label, row.start, row.end, f'{path} line {line}')
     )
@@ -95,23 +100,37 @@ def read_table(base_dir: str | None, table: str | Sequence[str]) -> list[Entry]:
 
 def _read_folders(directory: str) -> list[Entry]:
   entries = []
-  for label in sorted(os.listdir(directory)):
+  for label in fileio.listdir(directory):
     class_dir = os.path.join(directory, label)
-    if not os.path.isdir(class_dir):
+    if not fileio.isdir(class_dir):
       continue
-    for parent, dirs, files in os.walk(class_dir):
-      dirs.sort()
-      for name in sorted(files):
-        if _is_video(name):
-          video = os.path.join(parent, name)
-          key = os.path.relpath(video, directory)
-          entries.append(Entry(video, key, label, None, None, f'class folder {class_dir}'))
+    for relative in _videos_under(class_dir):
+      video, key = os.path.join(class_dir, relative), os.path.join(label, relative)
+      entries.append(Entry(video, key, label, None, None, f'class folder {class_dir}'))
   if not entries:
     raise DataError(
       f'Directory {directory} holds no videos in class sub-folders (<class>/<video>, '
       f'extensions {", ".join(sorted(VIDEO_EXTENSIONS))}).'
     )
   return entries
+
+
+def _videos_under(directory: str) -> list[str]:
+  """The videos anywhere under `directory`, relative to it, depth first in name order.
+
+  A folder's own files come before its sub-folders, as a sorted top-down
+  `os.walk` gives them. Sorted here, since a walk's order (and, in a bucket,
+  the spelling of the folders it yields) is the storage's.
+  """
+  found = []
+  top = None
+  for parent, _, files in fileio.walk(directory):
+    top = parent if top is None else top  # The walk yields `directory` first.
+    folders = [f for f in parent[len(top) :].split('/') if f]
+    found += [(folders, name) for name in files if _is_video(name)]
+  # Within a folder, files (0) before sub-folders (1); each in name order.
+  found.sort(key=lambda item: [(1, f) for f in item[0]] + [(0, item[1])])
+  return [os.path.join(*folders, name) for folders, name in found]
 
 
 def label_names(
@@ -125,13 +144,13 @@ def label_names(
   """
   if dc.label_map:
     path = dc.label_map
-    if dc.base_dir and not os.path.isabs(path) and not os.path.exists(path):
+    if dc.base_dir and not fileio.is_absolute(path) and not fileio.exists(path):
       path = os.path.join(dc.base_dir, path)
-    if not os.path.exists(path):
+    if not fileio.exists(path):
       raise DataError(f'dataset_configs.label_map file {dc.label_map!r} does not exist.')
     return records.read_label_map(path)
   saved = os.path.join(workdir, records.LABEL_MAP_FILENAME) if workdir else None
-  if saved and os.path.exists(saved):
+  if saved and fileio.exists(saved):
     return records.read_label_map(saved)
   if 'train' not in tables:
     raise DataError(
@@ -140,7 +159,7 @@ def label_names(
     )
   names = sorted({e.label for e in tables['train']})
   if saved and chief:
-    os.makedirs(workdir, exist_ok=True)
+    fileio.makedirs(workdir)
     records.write_label_map(saved, names)
   return names
 

@@ -12,17 +12,25 @@ Reading a few frames costs a demux of the packet headers (no decoding) to learn
 the frame times and key frames, then, for each run of wanted frames, a seek to
 the key frame before it and decoding forward to its last wanted frame: a clip
 of a long video never decodes the whole video.
+
+A path may be a URI (`gs://...`): FFmpeg reads it through a file object that
+fetches the byte ranges it seeks to, so a clip reads only its part of the
+file, not a download of the whole video.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import fractions
-from collections.abc import Sequence
+import io
+from collections.abc import Iterator, Sequence
 
 import av
 import numpy as np
+
+from vivit_jax import fileio
 
 _TIME_EPSILON = 1e-6  # Seconds.
 
@@ -44,7 +52,8 @@ class Row:
 def read_csv(path: str) -> list[Row]:
   """Reads a video table; raises ValueError naming the line of a bad row."""
   rows = []
-  with open(path, newline='') as f:
+  # newline='' as the csv module wants, so a quoted field keeps its line breaks.
+  with io.StringIO(fileio.read_text(path), newline='') as f:
     reader = csv.DictReader(f)
     missing = {'video_path', 'label'} - set(reader.fieldnames or ())
     if missing:
@@ -79,13 +88,21 @@ class VideoIndex:
   height: int
 
 
-def _open(path: str):
-  try:
-    return av.open(path, metadata_errors='ignore')
-  except FileNotFoundError:
-    raise VideoError('file not found') from None
-  except av.error.FFmpegError as e:
-    raise VideoError(f'cannot be opened ({type(e).__name__}: {e})') from None
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[av.container.InputContainer]:
+  """The container of `path`, open for the `with` block."""
+  with contextlib.ExitStack() as stack:
+    # FFmpeg reads a local file itself (faster than through Python); a URI
+    # through a seekable file object of the storage layer.
+    source = stack.enter_context(fileio.open_file(path, 'rb')) if fileio.is_uri(path) else path
+    try:
+      container = av.open(source, metadata_errors='ignore')
+    except FileNotFoundError:
+      raise VideoError('file not found') from None
+    except av.error.FFmpegError as e:
+      raise VideoError(f'cannot be opened ({type(e).__name__}: {e})') from None
+    with container:
+      yield container
 
 
 def _video_stream(container):

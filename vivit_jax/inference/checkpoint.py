@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from vivit_jax import fileio
 from vivit_jax.checkpoints import formats, workdir
 from vivit_jax.data import records
 from vivit_jax.errors import MissingFileError
@@ -28,10 +29,10 @@ _FIX = (
 
 
 def _msgpack_file(path: str) -> str:
-  if os.path.isfile(path):
+  if fileio.isfile(path):
     return path
   candidate = os.path.join(path, 'checkpoint')
-  if os.path.isfile(candidate):
+  if fileio.isfile(candidate):
     return candidate
   raise MissingFileError(
     f'{path} is neither a training workdir, an Orbax checkpoint nor a msgpack checkpoint '
@@ -57,12 +58,12 @@ def load_params(path: str, step: int | None = None) -> tuple[dict[str, Any], str
     CheckpointFormatError: the file is no msgpack, or holds no params.
   """
   path = workdir.resolve_path(path)
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise MissingFileError(
       f'Checkpoint {path} does not exist. Point --checkpoint at the --workdir of a training '
       'run (relative paths start from the current directory).'
     )
-  if os.path.isdir(path):
+  if fileio.isdir(path):
     item = workdir.find_item(path, step)
     if item is not None:
       return workdir.read_params(item), item
@@ -85,17 +86,17 @@ def default_label_map(checkpoint: str | None, base_dir: str | None) -> str | Non
   directories = []
   if checkpoint:
     path = workdir.resolve_path(checkpoint)
-    item = workdir.find_item(path) if os.path.isdir(path) else None
+    item = workdir.find_item(path) if fileio.isdir(path) else None
     if item is not None:
       root = workdir.workdir_of(item)
       saved = workdir.saved_config(item) or {}
       directories += [root, (saved.get('dataset_configs') or {}).get('base_dir')]
     else:
-      directories.append(path if os.path.isdir(path) else os.path.dirname(path))
+      directories.append(path if fileio.isdir(path) else os.path.dirname(path))
   directories.append(base_dir)
   for directory in directories:
     if directory:
       candidate = os.path.join(directory, records.LABEL_MAP_FILENAME)
-      if os.path.isfile(candidate):
+      if fileio.isfile(candidate):
         return candidate
   return None

@@ -20,11 +20,11 @@ def expand(paths: Sequence[str]) -> list[str]:
   """Files as given; directories replaced by their video files, sorted, recursively."""
   out = []
   for path in paths:
-    if not os.path.isdir(path):
+    if not fileio.isdir(path):
       out.append(path)
       continue
-    for root, dirs, files in os.walk(path):
-      dirs.sort()
+    # Sorting the folders by their parts is the order of a top-down walk with sorted children.
+    for root, _, files in sorted(fileio.walk(path), key=lambda entry: entry[0].split('/')):
       out += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(VIDEO_EXTENSIONS)]
   return out
 

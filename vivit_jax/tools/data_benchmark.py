@@ -43,7 +43,6 @@ alternating `--repeats` times, with the disk size of each.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import statistics
 import time
@@ -94,7 +93,7 @@ flags.DEFINE_string('data', None, 'DIR/TABLE of existing shards to use as the tr
 def write_fake_data(directory: str, *, videos: int, frames: int, height: int, width: int) -> str:
   """Writes textured fake videos as 4 DMVR shards, unless present; returns the table spec."""
   spec = 'fake-00000-of-00004'
-  if os.path.exists(os.path.join(directory, 'fake-00003-of-00004')):
+  if fileio.exists(os.path.join(directory, 'fake-00003-of-00004')):
     return 'fake@4'
   rng = np.random.default_rng(0)
   encode = tf.function(
@@ -137,11 +136,11 @@ def write_videos(
   a random landscape crop with short side `short_side`; 10 classes.
   """
   csv_path = os.path.join(directory, 'train.csv')
-  if os.path.exists(csv_path):
+  if fileio.exists(csv_path):
     return
   if not sources:
     raise app.UsageError('--make_videos needs --source_videos matching some video files.')
-  os.makedirs(directory, exist_ok=True)
+  fileio.makedirs(directory)
   rng = np.random.default_rng(0)
   decoded = [video_io.decode_video(p, fps=25.0, min_resize=short_side) for p in sources]
   rows = []
@@ -154,8 +153,11 @@ def write_videos(
     width = min(w, round(short_side * 16 / 9)) // 2 * 2
     left = int(rng.integers(0, w - width + 1))
     name = f'class{v % 10}/video{v:03d}.mp4'
-    os.makedirs(os.path.join(directory, os.path.dirname(name)), exist_ok=True)
-    with av.open(os.path.join(directory, name), 'w') as container:
+    # FFmpeg writes a local file (uploaded when `directory` is a URI; its local
+    # folder made by atomic_path), whose temporary name has no .mp4 ending to
+    # tell it the format.
+    path = os.path.join(directory, name)
+    with fileio.atomic_path(path) as tmp, av.open(tmp, 'w', format='mp4') as container:
       stream = container.add_stream('libx264', rate=25)
       stream.height, stream.width, stream.pix_fmt = h // 2 * 2, width, 'yuv420p'
       if keyint:
@@ -172,7 +174,7 @@ def write_videos(
 
 
 def _disk_size(paths: Sequence[str]) -> int:
-  return sum(os.path.getsize(p) for p in paths)
+  return sum(fileio.size(p) for p in paths)
 
 
 def _convert_to_tfrecords(config, directory: str) -> list[str]:
@@ -182,7 +184,7 @@ def _convert_to_tfrecords(config, directory: str) -> list[str]:
   names = sorted({e.label for e in entries})
   shards = 4
   files = [os.path.join(directory, f'train-{s:05d}-of-{shards:05d}') for s in range(shards)]
-  if not all(os.path.exists(f) for f in files):
+  if not all(fileio.exists(f) for f in files):
     rows = [_row(e) for e in entries]
     settings = {
       'video_root': '',
@@ -285,9 +287,8 @@ def _use_shards(config, data: str) -> None:
   dc.class_splits = None
   dc.split_names = None
   label_map = os.path.join(directory, 'label_map.txt')
-  if os.path.exists(label_map):
-    with open(label_map) as f:
-      dc.num_classes = sum(1 for line in f if line.strip())
+  if fileio.exists(label_map):
+    dc.num_classes = sum(1 for line in fileio.read_text(label_map).splitlines() if line.strip())
 
 
 def _ratios(numerators: list[float], denominators: list[float]) -> str:
@@ -317,7 +318,7 @@ def main(argv: Sequence[str]) -> None:
   elif FLAGS.data:
     _use_shards(config, FLAGS.data)
   if FLAGS.make_videos:
-    sources = sorted(glob.glob(FLAGS.source_videos or ''))
+    sources = fileio.glob(FLAGS.source_videos) if FLAGS.source_videos else []
     write_videos(
       FLAGS.make_videos,
       sources,

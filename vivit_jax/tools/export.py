@@ -15,12 +15,12 @@ or `tf.saved_model.load(DIR).predict(x)`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from absl import flags
 from ml_collections import config_flags
 
+from vivit_jax import fileio
 from vivit_jax.inference import VideoClassifier
 from vivit_jax.inference.export import export_saved_model
 from vivit_jax.tools import cli
@@ -36,7 +36,7 @@ def main(argv: Sequence[str]) -> None:
   del argv
   classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value)
   export_saved_model(
-    classifier.module, classifier.params, classifier.input_shape, os.path.abspath(_OUTPUT.value)
+    classifier.module, classifier.params, classifier.input_shape, fileio.absolute(_OUTPUT.value)
   )
   print(f'Wrote the SavedModel {_OUTPUT.value}: video f32[b, {classifier.input_shape}] -> logits')
 

@@ -6,11 +6,13 @@ r"""Saves one batch as an image grid (examples by frames) with labels.
 Rows are examples, columns are frames (evenly subsampled to --max_frames);
 the label names (or indices) are printed left of each row. For the test split
 the first view of each video is shown. What you see is what the model gets,
-after augmentation, mapped back from [-1, 1] or [0, 1] to pixels.
+after augmentation, mapped back from [-1, 1] or [0, 1] to pixels. --out may be
+a URI (`gs://...`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import jax
@@ -20,6 +22,7 @@ from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
 from vivit_jax import config as config_lib
+from vivit_jax import fileio
 from vivit_jax.data import build_dataset
 from vivit_jax.tools import cli
 
@@ -82,7 +85,10 @@ def main(argv: Sequence[str]) -> None:
   names = ds.meta.label_names
   texts = [label_text(lab, names) for lab in labels]
   pixels = to_pixels(inputs, config.dataset_configs.zero_centering)
-  Image.fromarray(grid(pixels, texts, FLAGS.max_frames)).save(FLAGS.out)
+  # A file object carries no name, so the format comes from the ending here.
+  image_format = Image.registered_extensions().get(os.path.splitext(FLAGS.out)[1].lower(), 'PNG')
+  with fileio.atomic_write(FLAGS.out, 'wb') as f:
+    Image.fromarray(grid(pixels, texts, FLAGS.max_frames)).save(f, format=image_format)
   print(f'Wrote {len(texts)} {FLAGS.split} examples to {FLAGS.out}: {texts}')
 
 

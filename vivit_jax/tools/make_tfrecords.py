@@ -17,7 +17,9 @@ written to `<output_dir>/label_map.txt`; pass that file with --label_map when
 converting the other splits so they get the same indices. A video that cannot
 be decoded is reported (file and reason) and skipped; a summary ends the run.
 Shards are written under temporary names and renamed together when all are
-complete, so a failed run leaves none.
+complete, so a failed run leaves none. Every path may be a URI (`gs://...`):
+the CSV, the videos, --video_root, --label_map and --output_dir (where each
+shard is uploaded once complete).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from vivit_jax import fileio
 from vivit_jax.data import records
 from vivit_jax.data.conversion import build_label_map, convert
 from vivit_jax.data.video_io import read_csv
@@ -49,7 +52,7 @@ def main(argv: Sequence[str]) -> None:
   del argv
   rows = read_csv(FLAGS.csv)
   names = build_label_map(rows, FLAGS.label_map)
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  fileio.makedirs(FLAGS.output_dir)
   records.write_label_map(os.path.join(FLAGS.output_dir, records.LABEL_MAP_FILENAME), names)
   num_shards = FLAGS.num_shards or max(1, math.ceil(len(rows) / 512))
   base_name = os.path.splitext(os.path.basename(FLAGS.csv))[0]

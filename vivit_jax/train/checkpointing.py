@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import logging as pylogging
-import os
 import signal
 import threading
 from typing import Any
@@ -23,6 +22,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from vivit_jax import fileio
 from vivit_jax.checkpoints import workdir
 from vivit_jax.errors import UserError
 from vivit_jax.train.state import TrainState
@@ -80,7 +80,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True
     )
-    self.directory = os.path.abspath(directory)
+    self.directory = fileio.absolute(directory)
     # The handler is named so that a checkpoint's layout can be read (item_metadata)
     # before anything is restored.
     self._manager = ocp.CheckpointManager(

@@ -18,6 +18,7 @@ from typing import Any
 
 import ml_collections
 
+from vivit_jax import fileio
 from vivit_jax.data import synthetic
 
 # Config keys a checkpoint's reader (predict, visualize, export) must see as in training.
@@ -25,7 +26,9 @@ _INFERENCE_KEYS = ('model.', 'dataset_configs.')
 
 
 def _shown(path: str) -> str:
-  """`path` relative to the working directory when it lies inside it, else absolute."""
+  """`path` relative to the working directory when it lies inside it, else absolute; a URI as is."""
+  if fileio.is_uri(path):
+    return path
   path = os.path.abspath(path)
   relative = os.path.relpath(path)
   return path if relative.startswith(os.pardir) else relative
@@ -61,19 +64,20 @@ def _written(workdir: str) -> list[tuple[str, str]]:
   """(name, what) for each output of a run that exists in `workdir`."""
   what = []
   checkpoints = os.path.join(workdir, 'checkpoints')
-  if os.path.isdir(checkpoints):
-    steps = sorted(int(s) for s in os.listdir(checkpoints) if s.isdigit())
+  if fileio.isdir(checkpoints):
+    steps = sorted(int(s) for s in fileio.listdir(checkpoints) if s.isdigit())
     listed = f'step{"s" if len(steps) > 1 else ""} {", ".join(str(s) for s in steps)}'
     what.append(('checkpoints/', f'Orbax checkpoints ({listed})' if steps else 'Orbax checkpoints'))
-  if os.path.exists(os.path.join(workdir, 'results.json')):
+  names = fileio.listdir(workdir)
+  if 'results.json' in names:
     what.append(('results.json', 'the final metrics'))
-  for name in sorted(os.listdir(workdir)):
+  for name in names:
     if name.startswith('predictions_') and name.endswith('.jsonl'):
       what.append((name, 'top-5 classes and scores of every video'))
-  runs = [s for s in ('train', 'validation', 'test') if os.path.isdir(os.path.join(workdir, s))]
+  runs = [s for s in ('train', 'validation', 'test') if fileio.isdir(os.path.join(workdir, s))]
   if runs:
     what.append((' '.join(f'{s}/' for s in runs), 'TensorBoard runs, one per split'))
-  if os.path.exists(os.path.join(workdir, 'config.json')):
+  if 'config.json' in names:
     what.append(('config.json', 'the resolved config'))
   return what
 
@@ -103,7 +107,7 @@ def closing_note(
   lines.append('Next:')
   dc = config.dataset_configs
   if str(dc.tables.get('train', '')).startswith(synthetic.PREFIX) and dc.base_dir:
-    videos = _shown(f'{os.path.normpath(dc.base_dir)}_mp4')
+    videos = _shown(f'{dc.base_dir.rstrip("/")}_mp4')
     lines += [
       '  # mp4 copies of the first synthetic clips, then the model on the test videos:',
       f'  {python} -m vivit_jax.tools.make_synthetic --output_dir={shlex.quote(videos)} '

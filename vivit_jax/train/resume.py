@@ -8,9 +8,7 @@ before its first step leaves the workdir as it found it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +16,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from vivit_jax import checkpoints
+from vivit_jax import checkpoints, fileio
 from vivit_jax.checkpoints import workdir as workdir_lib
 from vivit_jax.train.checkpointing import Checkpointer
 from vivit_jax.train.state import Training, TrainState, create_train_state
@@ -33,31 +31,26 @@ def undone_unless_stepped(workdir: str) -> Iterator[dict[str, bool]]:
   empty checkpoints/ and, if it was new, no workdir. Yields {'stepped': False};
   the block sets 'stepped' once a step has run.
   """
-  before = set(os.listdir(workdir)) if os.path.isdir(workdir) else None
+  before = set(fileio.listdir(workdir)) if fileio.isdir(workdir) else None
   progress = {'stepped': False}
   try:
     yield progress
   except BaseException:
     if not progress['stepped'] and jax.process_index() == 0:
       if before is None:
-        shutil.rmtree(workdir, ignore_errors=True)
+        fileio.rmtree(workdir)
       else:
-        for name in set(os.listdir(workdir)) - before:
-          path = os.path.join(workdir, name)
-          if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-          else:
-            os.remove(path)
+        for name in set(fileio.listdir(workdir)) - before:
+          fileio.rmtree(os.path.join(workdir, name))
     raise
 
 
 def _written_with(workdir: str, config: ml_collections.ConfigDict) -> str | None:
   """'It was written with WORKDIR/config.json, which sets model.hidden_size=16 (...)', or None."""
   path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     return None
-  with open(path) as f:
-    differences = workdir_lib.config_differences(json.load(f), config)
+  differences = workdir_lib.config_differences(fileio.read_json(path), config)
   if not differences:
     return None
   return f'It was written with {path}, which sets {", ".join(differences)}.'
@@ -103,7 +96,6 @@ def already_finished(
   print(message, flush=True)
   checkpointer.close()
   results_path = os.path.join(workdir, 'results.json')
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      return json.load(f)
+  if fileio.exists(results_path):
+    return fileio.read_json(results_path)
   return {'step': start_step, 'already_finished': True}

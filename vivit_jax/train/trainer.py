@@ -252,12 +252,12 @@ def train_and_evaluate(
     NonFiniteLossError: the loss became NaN or infinite (no checkpoint is
       written for that or any later step).
   """
-  workdir = os.path.abspath(workdir)
+  workdir = fileio.absolute(workdir)
   with resume.undone_unless_stepped(workdir) as progress:
     # Setup. Resolving first makes a typo in any key fail before work starts.
     config = config_lib.resolve(config)
     is_chief = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    fileio.makedirs(workdir)
     writer = summaries.SplitWriters(workdir, just_logging=not (is_chief and config.write_summary))
     # Devices: each process feeds its local devices a slice of the global batch.
     num_devices = _num_devices(config)
