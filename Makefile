@@ -2,21 +2,35 @@
 #   make test    create or reuse .venv, install pinned dependencies and vivit_jax
 #                (editable), run the suite
 #   make train   the default training run (configs/synthetic.py) on this machine
+# On a TPU VM or a CUDA 12 GPU machine, `make install ACCEL=tpu` (or ACCEL=cuda12) also installs
+# jax's plugin for it: the pyproject.toml extra of that name, pinned by constraints-accel.txt.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Empty or cpu: jax's CPU backend only, exactly what CI installs.
+ACCEL ?=
+ACCELERATORS := tpu cuda12
+ifneq ($(filter-out cpu $(ACCELERATORS),$(ACCEL))$(word 2,$(ACCEL)),)
+$(error ACCEL=$(ACCEL): use cpu (the default) or one of: $(ACCELERATORS))
+endif
+EXTRA := $(filter $(ACCELERATORS),$(ACCEL))
+# One stamp per extra, so that changing ACCEL installs again.
+STAMP := $(VENV)/.installed$(if $(EXTRA),-$(EXTRA))
 WORKDIR ?= workdirs/synthetic
 PYTEST_WORKERS ?= 2
 
 .PHONY: install test lint format train stats clean
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml $(if $(EXTRA),constraints-accel.txt)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt -c constraints.txt
 	# The package itself, editable: `import vivit_jax` works from any directory.
+ifeq ($(EXTRA),)
 	$(BIN)/python -m pip install -q -e . --no-deps
+else
+	$(BIN)/python -m pip install -q -e '.[$(EXTRA)]' -c constraints.txt -c constraints-accel.txt
+endif
 	touch $(STAMP)
 
 install: $(STAMP)
