@@ -19,7 +19,7 @@ STAMP := $(VENV)/.installed$(if $(EXTRA),-$(EXTRA))
 WORKDIR ?= workdirs/synthetic
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test lint format train stats clean
+.PHONY: install libtpu test lint format train stats clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml $(if $(EXTRA),constraints-accel.txt)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,17 @@ endif
 
 install: $(STAMP)
 
-test: $(STAMP)
+# libtpu beside the environment, not importable from it: `vivit_jax.tools.fit` compiles for TPU
+# slices with it (no TPU needed), and JAX in .venv never looks for a TPU. 213 MB to download.
+LIBTPU := $(VENV)/libtpu/.installed
+$(LIBTPU): constraints-accel.txt | $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(VENV)/libtpu \
+	  -c constraints-accel.txt libtpu
+	touch $(LIBTPU)
+
+libtpu: $(LIBTPU)
+
+test: $(STAMP) $(LIBTPU)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests
 
 lint: $(STAMP)

@@ -34,6 +34,7 @@ _LAYERS = {
   'checkpoints': 3,
   'train': 4,
   'inference': 5,
+  'fit': 5,
   'perf': 5,
   'ablation': 6,
   'tools': 7,

@@ -7,7 +7,7 @@ accident.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -47,6 +47,7 @@ def make_update_fn(
   cutmix_alpha: float | None = None,
   cutmix_switch_prob: float = 0.5,
   device_augment: Callable[[Batch, jax.Array], jax.Array] | None = None,
+  devices: Sequence[jax.Device] | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """Returns the pmapped train step `(state, batch) -> (state, metrics)`.
 
@@ -72,6 +73,8 @@ def make_update_fn(
     device_augment: the dataset's `meta.device_augment`, `(batch, rng) ->
       inputs` (with `dataset_configs.augment_on_device`: u8 inputs; resize,
       colour, normalisation, erasing); None when the batch's 'inputs' are ready.
+    devices: the devices to map over (pmap's default: all); `vivit_jax.fit`
+      passes a TPU slice's devices to compile the step for it.
 
   Returns:
     A function of a replicated state and a batch {'inputs': f32[D, B, T, H, W, 3],
@@ -140,7 +143,7 @@ def make_update_fn(
     new_state = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new_state, state)
     return new_state, metrics
 
-  return jax.pmap(update, axis_name=AXIS, donate_argnums=(0,))
+  return jax.pmap(update, axis_name=AXIS, donate_argnums=(0,), devices=devices)
 
 
 def _combine_views(view_logits: jax.Array, task: Task, softmax: bool) -> jax.Array:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax
@@ -107,10 +107,15 @@ def _num_devices(config: ml_collections.ConfigDict) -> int:
   return jax.device_count()
 
 
-def _make_update(
-  config: ml_collections.ConfigDict, module: nn.Module, training: Training, meta: DatasetMeta
+def make_update(
+  config: ml_collections.ConfigDict,
+  module: nn.Module,
+  training: Training,
+  meta: DatasetMeta,
+  devices: Sequence[jax.Device] | None = None,
 ) -> Callable:
-  """The pmapped train step; the config stays outside traced code."""
+  """The pmapped train step `main.py` runs (over `devices`, default all); the config stays
+  outside traced code. `vivit_jax.fit` compiles this same step for a TPU slice."""
   return steps.make_update_fn(
     apply_fn=module.apply,
     tx=training.tx,
@@ -124,6 +129,7 @@ def _make_update(
     cutmix_alpha=config.mixup.cutmix_alpha,
     cutmix_switch_prob=config.mixup.cutmix_switch_prob,
     device_augment=meta.device_augment,
+    devices=devices,
   )
 
 
@@ -294,7 +300,7 @@ def train_and_evaluate(
       model_info = _log_model(module, state.params, input_shape, config.count_flops)
 
     # Compiled steps.
-    update = _make_update(config, module, training, meta)
+    update = make_update(config, module, training, meta)
     evaluator = _make_evaluator(
       config, module, dataset, writer, total_steps, workdir if is_chief else None
     )

@@ -1,0 +1,117 @@
+"""The fit check: slice names, and the trainer's step compiled for a TPU slice without one.
+
+The compile runs in a subprocess: loading libtpu into a test worker would leave
+its TPU plugin beside the CPU backend for every later test there. libtpu comes
+from `make libtpu` (which `make test` runs); without it the compile tests skip.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vivit_jax import fit
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, 'configs', 'synthetic.py')
+needs_libtpu = pytest.mark.skipif(
+  fit.libtpu_path() is None, reason='libtpu is not installed (make libtpu)'
+)
+
+# The same step for a v5e slice of 4 chips and for 4 local CPU devices, 8 clips each.
+COMPARE = """
+import dataclasses, json, sys
+import jax
+from vivit_jax import fit
+from vivit_jax.config import load_config_file
+config = load_config_file(sys.argv[1])
+tpu = fit.compile_step(config, fit.tpu_devices(fit.parse_slice('v5litepod-4')), 8)
+cpu = fit.compile_step(config, jax.local_devices()[:4], 8)
+print(json.dumps({'tpu': dataclasses.asdict(tpu), 'cpu': dataclasses.asdict(cpu)}))
+"""
+
+
+def _env():
+  return dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=4')
+
+
+def test_slice_names():
+  v5e = fit.parse_slice('v5litepod-16')
+  assert (v5e.chip.name, v5e.num_chips) == ('v5e', 16)
+  assert v5e.topology_kwargs['topology_name'] == 'v5e:4x4'
+  assert v5e.topology_kwargs['chips_per_host_bounds'] == (2, 2, 1)
+  single_host = fit.parse_slice('v5e-8').topology_kwargs
+  assert (single_host['topology_name'], single_host['chips_per_host_bounds']) == (
+    'v5e:2x4',
+    (2, 4, 1),
+  )
+  v4 = fit.parse_slice('v4-32')  # v4 names count TensorCores: 16 megacore chips
+  assert v4.num_chips == 16 and v4.topology_kwargs['topology_name'] == 'v4:2x2x4'
+  assert v4.topology_kwargs['chip_config_name'] == 'megacore'
+  assert fit.parse_slice('v5p-8').topology_kwargs['topology_name'] == 'v5:2x2x1'
+  assert fit.parse_slice('v6e-8').chip.hbm_bytes == 32 * fit.GIB
+  with pytest.raises(fit.FitError, match=r'--topology=v4-6: no v4 slice of 6 here; use one of'):
+    fit.parse_slice('v4-6')
+  with pytest.raises(fit.FitError, match=r'--topology=tpu7 is no TPU slice name'):
+    fit.parse_slice('tpu7')
+
+
+@needs_libtpu
+def test_tpu_compile_agrees_with_a_local_compile_of_the_same_step():
+  done = subprocess.run(
+    [sys.executable, '-c', COMPARE, CONFIG],
+    cwd=REPO,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  tpu, cpu = result['tpu'], result['cpu']
+  assert tpu['error'] is None and cpu['error'] is None
+  # What the step holds is the model's, whatever compiles it.
+  assert tpu['state_bytes'] == cpu['state_bytes'] > 0
+  assert tpu['batch_bytes'] == cpu['batch_bytes'] > 0
+  # The chip's buffers for the inputs are the state and the batch (layouts may pad them).
+  for r in (tpu, cpu):
+    assert r['state_bytes'] + r['batch_bytes'] <= r['argument_bytes'] * 1.001
+    assert r['argument_bytes'] < 2 * (r['state_bytes'] + r['batch_bytes'])
+    assert r['argument_bytes'] + r['temp_bytes'] <= r['peak_bytes']
+  # The same arithmetic: within 5% of each other and of 3x the paper's forward count.
+  assert abs(tpu['flops'] / cpu['flops'] - 1) < 0.05
+  assert abs(tpu['flops'] / tpu['paper_flops'] - 1) < 0.05
+
+
+@needs_libtpu
+def test_the_tool_reports_a_fit_and_an_out_of_memory_as_one_line():
+  base = [sys.executable, '-m', 'vivit_jax.tools.fit', f'--config={CONFIG}', '--nosearch']
+  fits = subprocess.run(
+    [*base, '--topology=v5litepod-4'],
+    cwd=REPO,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert fits.returncode == 0, fits.stderr[-3000:]
+  lines = fits.stdout.strip().splitlines()
+  assert lines[0].startswith('synthetic.py on v5litepod-4: 4 v5e chips (float32')
+  assert lines[1].startswith('8 clips per chip: fits: peak ')
+  assert 'GiB of 16.00' in lines[1] and 'at peak (a bound)' in lines[1]
+  # A batch no chip holds: XLA's out-of-memory, one line, then what would make it fit.
+  huge = subprocess.run(
+    [*base, '--topology=v5litepod-4', '--per_chip_batch=200000'],
+    cwd=REPO,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert huge.returncode == 0, huge.stderr[-3000:]
+  lines = huge.stdout.strip().splitlines()
+  assert lines[1].startswith('200000 clips per chip: does not fit: ')
+  assert 'RESOURCE_EXHAUSTED' in lines[1] or 'over the HBM' in lines[1]
+  assert any(line.startswith('with bf16 + remat: ') for line in lines)

@@ -1,0 +1,381 @@
+"""Does a config's train step fit a TPU slice? Compiled for the slice, without one.
+
+With libtpu installed, JAX describes a TPU slice's devices from its topology
+name alone (`jax.experimental.topologies`), and XLA compiles for them on a
+machine with no TPU: the executable's `memory_analysis()` is the chip's own
+buffer assignment, and an out-of-memory is XLA's RESOURCE_EXHAUSTED, as on the
+hardware. This module compiles the trainer's own pmapped step
+(`trainer.make_update`: the config's dtype, remat, attention implementation,
+device augmentation, optimiser, mixup, NaN guard) for such devices and reads
+what it needs per chip. Nothing is run, and nothing but abstract shapes is
+allocated. Step times are only bounds: compiled FLOPs over the chip's peak.
+
+Used by `vivit_jax.tools.fit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from vivit_jax import config as config_lib
+from vivit_jax.data.clip_spec import ClipSpec
+from vivit_jax.data.device_augment import DeviceAugment
+from vivit_jax.data.meta import DatasetMeta
+from vivit_jax.errors import UserError
+from vivit_jax.models import build_module, describe_model
+from vivit_jax.models import stats as stats_lib
+from vivit_jax.task import task_from_config
+from vivit_jax.train import optimizers, schedules, trainer
+from vivit_jax.train.state import Training, create_train_state
+
+GIB = 1024**3
+LIBTPU_ENV = 'TPU_LIBRARY_PATH'
+# Where `make libtpu` puts libtpu without making it importable (so JAX in the
+# main environment never probes for a TPU): the repository's .venv/libtpu.
+_LOCAL_LIBTPU = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  '.venv',
+  'libtpu',
+  'libtpu',
+  'libtpu.so',
+)
+
+
+class FitError(UserError, ValueError):
+  """A slice name, or libtpu, that the fit check cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  """A TPU generation, from Google's published specifications.
+
+  Attributes:
+    name: as in slice names (v4, v5e, v5p, v6e).
+    hbm_bytes: high-bandwidth memory per chip.
+    peak_flops: bf16 matrix FLOP/s per chip (the bound for step times).
+    megacore: two TensorCores act as one device (v4, v5p); slice names count cores.
+    topology_prefix: the generation in libtpu's topology names.
+  """
+
+  name: str
+  hbm_bytes: int
+  peak_flops: float
+  megacore: bool
+  topology_prefix: str
+
+
+CHIPS = {
+  'v4': Chip('v4', 32 * GIB, 275e12, True, 'v4'),
+  'v5e': Chip('v5e', 16 * GIB, 197e12, False, 'v5e'),
+  'v5p': Chip('v5p', 95 * GIB, 459e12, True, 'v5'),
+  'v6e': Chip('v6e', 32 * GIB, 918e12, False, 'v6e'),
+}
+# Chips of a slice -> its torus (2D generations, then 3D ones), as libtpu names them.
+_GRID_2D = {
+  1: (1, 1),
+  4: (2, 2),
+  8: (2, 4),
+  16: (4, 4),
+  32: (4, 8),
+  64: (8, 8),
+  128: (8, 16),
+  256: (16, 16),
+}
+_GRID_3D = {4: (2, 2, 1), 8: (2, 2, 2), 16: (2, 2, 4), 32: (2, 4, 4), 64: (4, 4, 4), 128: (4, 4, 8)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Slice:
+  """A TPU slice by the name users type (`v5litepod-16`, `v4-32`)."""
+
+  name: str
+  chip: Chip
+  num_chips: int
+
+  @property
+  def topology_kwargs(self) -> dict[str, Any]:
+    """The arguments of `jax.experimental.topologies.get_topology_desc` for this slice."""
+    if self.chip.megacore:
+      grid = _GRID_3D[self.num_chips]
+      wrap = (self.num_chips >= 64,) * 3
+    else:
+      grid = _GRID_2D[self.num_chips]
+      wrap = (grid[0] == 16, grid[1] >= 16, False)
+    # One host drives up to 8 chips of a v5e/v6e slice, 4 of a v4/v5p one; larger
+    # slices are hosts of 2x2 chips.
+    single_host = self.num_chips <= (4 if self.chip.megacore else 8)
+    per_host = (*grid, 1)[:3] if single_host and len(grid) == 2 else (2, 2, 1)
+    if single_host and len(grid) == 3:
+      per_host = grid
+    return {
+      'platform': 'tpu',
+      'topology_name': f'{self.chip.topology_prefix}:{"x".join(map(str, grid))}',
+      'chip_config_name': 'megacore' if self.chip.megacore else 'default',
+      'chips_per_host_bounds': per_host,
+      'num_slices': 1,
+      'wrap': wrap,
+    }
+
+
+def parse_slice(name: str) -> Slice:
+  """'v5litepod-16' -> Slice(v5e, 16 chips); 'v4-32' -> Slice(v4, 16 chips: v4 counts cores)."""
+  match = re.fullmatch(r'(v4|v5p|v5e|v5litepod|v6e)-(\d+)', name.strip().lower())
+  known = ', '.join(sorted(known_slices()))
+  if not match:
+    raise FitError(f'--topology={name} is no TPU slice name this check knows: use one of {known}.')
+  family, count = match.group(1), int(match.group(2))
+  chip = CHIPS['v5e' if family == 'v5litepod' else family]
+  chips = count // 2 if chip.megacore else count
+  grids = _GRID_3D if chip.megacore else _GRID_2D
+  if chips not in grids or (chip.megacore and count % 2):
+    raise FitError(f'--topology={name}: no {family} slice of {count} here; use one of {known}.')
+  return Slice(name, chip, chips)
+
+
+def known_slices() -> list[str]:
+  names = []
+  for family, chip in (('v4', 'v4'), ('v5litepod', 'v5e'), ('v5p', 'v5p'), ('v6e', 'v6e')):
+    grids = _GRID_3D if CHIPS[chip].megacore else _GRID_2D
+    names += [f'{family}-{n * 2 if CHIPS[chip].megacore else n}' for n in grids]
+  return names
+
+
+def libtpu_path() -> str | None:
+  """libtpu.so: $TPU_LIBRARY_PATH, the `libtpu` package (the `tpu` extra), or .venv/libtpu."""
+  if os.environ.get(LIBTPU_ENV):
+    return os.environ[LIBTPU_ENV]
+  try:
+    import libtpu  # optional: only a TPU install has it
+
+    return libtpu.get_library_path()
+  except ImportError:
+    pass
+  return _LOCAL_LIBTPU if os.path.isfile(_LOCAL_LIBTPU) else None
+
+
+@functools.cache
+def tpu_devices(slice_: Slice) -> list[jax.Device]:
+  """The devices of `slice_`, described by libtpu (no TPU needed); one per chip."""
+  path = libtpu_path()
+  if path is None:
+    raise FitError(
+      'Compiling for a TPU slice needs libtpu, which is not installed here: run `make libtpu` '
+      '(libtpu beside .venv, for compiling only) or install the TPU extra (make install '
+      'ACCEL=tpu), or set TPU_LIBRARY_PATH to a libtpu.so.'
+    )
+  os.environ[LIBTPU_ENV] = path
+  # No TPU here: keep libtpu from asking the metadata server which one it is on.
+  os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
+  os.environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')
+  from jax.experimental import topologies  # loads the TPU plugin; only this check needs it
+
+  return list(topologies.get_topology_desc(**slice_.topology_kwargs).devices)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepFit:
+  """What one chip needs for one compiled train step (bytes, FLOPs per chip).
+
+  Attributes:
+    per_chip_batch: clips per chip.
+    state_bytes: parameters + optimiser state (+ step, key), replicated on each chip.
+    batch_bytes: one chip's share of the batch as the host sends it.
+    argument_bytes: what XLA allocates for the step's inputs (state and batch, in
+      the chip's layouts, which may pad).
+    temp_bytes: XLA's temporaries (activations, gradients, workspaces).
+    peak_bytes: arguments + outputs - donated + temporaries + code.
+    flops: the compiled step's FLOPs per chip.
+    paper_flops: 3 x the paper's forward count (2 x multiply-adds) x clips: a
+      step without recomputation.
+    error: None, or the compiler's refusal (out of memory) in one line.
+  """
+
+  per_chip_batch: int
+  state_bytes: float
+  batch_bytes: float
+  argument_bytes: float
+  temp_bytes: float
+  peak_bytes: float
+  flops: float
+  paper_flops: float
+  error: str | None = None
+
+  @property
+  def fits(self) -> bool:
+    return self.error is None
+
+  @property
+  def recompute(self) -> float:
+    """Compiled FLOPs over a step without recomputation, minus 1 (remat's or XLA's own)."""
+    return self.flops / self.paper_flops - 1 if self.paper_flops else float('nan')
+
+
+def _bytes(tree: Any) -> float:
+  return float(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
+
+
+def _batch_spec(config: ml_collections.ConfigDict, num_classes: int, batch: int) -> dict:
+  """One device's train batch, as the pipeline sends it (u8 windows with augment_on_device)."""
+  spec = ClipSpec.from_config(config.dataset_configs, num_classes)
+  t, s = spec.num_frames, spec.crop_size
+  out = {
+    'label': jax.ShapeDtypeStruct((batch, num_classes), jnp.float32),
+    'batch_mask': jax.ShapeDtypeStruct((batch,), jnp.float32),
+  }
+  if not spec.augment_on_device:
+    out['inputs'] = jax.ShapeDtypeStruct((batch, t, s, s, 3), jnp.float32)
+    return out
+  side = spec.device_window if spec.device_resize else s
+  out['inputs'] = jax.ShapeDtypeStruct((batch, t, side, side, 3), jnp.uint8)
+  out['colour'] = jax.ShapeDtypeStruct((batch, 6), jnp.float32)
+  out['erase'] = jax.ShapeDtypeStruct((batch, 5), jnp.int32)
+  if spec.device_resize:
+    out['window'] = jax.ShapeDtypeStruct((batch, 2), jnp.int32)
+  return out
+
+
+def _abstract_training(config, module, input_shape) -> Training:
+  """The trainer's schedule and optimiser, and its state as shapes (nothing allocated)."""
+  schedule = schedules.build_schedule(config.lr_configs, max(int(config.num_training_steps), 1))
+  tx = optimizers.build_optimizer(config, schedule)
+
+  def init(key):
+    video = jnp.zeros((1, *input_shape), jnp.float32)
+    params = module.init({'params': key, 'dropout': key}, video, train=False)['params']
+    return create_train_state(params, tx, jax.random.key_data(key))
+
+  return Training(schedule, tx, jax.eval_shape(init, jax.random.key(0)))
+
+
+def _replicated(tree: Any, count: int) -> Any:
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct((count, *x.shape), x.dtype), tree)
+
+
+def _one_line(error: Exception) -> str:
+  text = str(error).strip().splitlines()
+  return next((line for line in text if 'RESOURCE_EXHAUSTED' in line), text[0] if text else '')
+
+
+def compile_step(
+  config: ml_collections.ConfigDict, devices: Sequence[jax.Device], per_chip_batch: int
+) -> StepFit:
+  """Compiles the trainer's step for `devices` at `per_chip_batch` clips per device.
+
+  Args:
+    config: an experiment config (resolved here).
+    devices: one per chip, e.g. `tpu_devices(parse_slice('v5litepod-16'))`, or local devices.
+    per_chip_batch: clips per device.
+
+  Returns:
+    The per-chip figures; `error` holds the compiler's out-of-memory line instead
+    of raising.
+  """
+  config = config_lib.resolve(config)
+  description = describe_model(config)
+  module = build_module(description)
+  shape = description.input_shape
+  num_classes = description.num_classes
+  task = task_from_config(config.dataset_configs, num_classes)
+  spec = ClipSpec.from_config(config.dataset_configs, num_classes)
+  meta = DatasetMeta(task, shape, 0, 0, 0, 1, None, DeviceAugment.from_spec(spec))
+  training = _abstract_training(config, module, shape)
+  update = trainer.make_update(config, module, training, meta, devices=list(devices))
+  batch = _batch_spec(config, num_classes, per_chip_batch)
+  paper = 3 * 2e9 * _forward_gflops(description) * per_chip_batch
+  figures = {
+    'per_chip_batch': per_chip_batch,
+    'state_bytes': _bytes(training.state),
+    'batch_bytes': _bytes(batch),
+    'paper_flops': paper,
+  }
+  try:
+    compiled = update.lower(
+      _replicated(training.state, len(devices)), _replicated(batch, len(devices))
+    ).compile()
+  except Exception as e:  # XLA's out-of-memory is a finding, not a crash
+    if 'RESOURCE_EXHAUSTED' not in str(e):
+      raise
+    nan = float('nan')
+    return StepFit(
+      argument_bytes=nan, temp_bytes=nan, peak_bytes=nan, flops=nan, error=_one_line(e), **figures
+    )
+  memory = compiled.memory_analysis()
+  peak = (
+    memory.argument_size_in_bytes
+    + memory.output_size_in_bytes
+    - memory.alias_size_in_bytes
+    + memory.temp_size_in_bytes
+    + memory.generated_code_size_in_bytes
+  )
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return StepFit(
+    argument_bytes=float(memory.argument_size_in_bytes),
+    temp_bytes=float(memory.temp_size_in_bytes),
+    peak_bytes=float(peak),
+    flops=float((cost or {}).get('flops', float('nan'))),
+    **figures,
+  )
+
+
+_FORWARD_GFLOPS: dict[str, float] = {}
+
+
+def _forward_gflops(description) -> float:
+  """The paper's GFLOPs (multiply-adds) of one clip's forward pass, compiled on the CPU once."""
+  key = repr(description)
+  if key not in _FORWARD_GFLOPS:
+    module = build_module(description)
+    shape = description.input_shape
+    params = stats_lib.abstract_params(module, shape)
+    _FORWARD_GFLOPS[key] = stats_lib.forward_gflops(module, params, shape)
+  return _FORWARD_GFLOPS[key]
+
+
+def largest_batch(
+  config: ml_collections.ConfigDict,
+  devices: Sequence[jax.Device],
+  hbm_bytes: float,
+  start: int,
+  limit: int = 512,
+) -> tuple[int, StepFit | None]:
+  """The most clips per chip, up to `limit`, whose step fits in `hbm_bytes`.
+
+  Doubles from `start` until a batch does not fit (or `limit` does), then bisects.
+
+  Returns:
+    (clips, the fit at that size); (0, None) when even one clip does not fit.
+  """
+  cache: dict[int, StepFit] = {}
+
+  def fits(n: int) -> bool:
+    if n not in cache:
+      logging.info('Compiling the step at %d clips per chip.', n)
+      cache[n] = compile_step(config, devices, n)
+    return cache[n].fits and cache[n].peak_bytes <= hbm_bytes
+
+  low, high = 0, max(1, min(start, limit))
+  while fits(high):
+    if high >= limit:
+      return high, cache[high]
+    low, high = high, min(high * 2, limit)
+  while high - low > 1:
+    middle = (low + high) // 2
+    low, high = (middle, high) if fits(middle) else (low, middle)
+  return low, cache.get(low)
+
+
+def roofline_seconds(flops: float, chip: Chip) -> float:
+  """A lower bound on the step time: compiled FLOPs at the chip's peak (not a measurement)."""
+  return flops / chip.peak_flops

@@ -1,0 +1,146 @@
+r"""Does a config's train step fit a TPU slice? Compiled for the slice, no TPU needed.
+
+Compiles the trainer's own step (the one main.py runs) for the slice's chips
+with libtpu and prints, per chip: parameters + optimiser state, batch,
+temporaries and peak memory against the chip's HBM; the compiled FLOPs against
+3x the paper's forward count (the excess is recomputation, asked for with
+remat or chosen by the compiler to fit); a lower bound on the step time (FLOPs
+at the chip's peak: a bound, not a measurement); the largest batch per chip
+that fits; and, when the config does not fit, which of bf16 and remat makes it
+fit. An out-of-memory is a finding, printed as one line.
+
+  python -m vivit_jax.tools.fit --config=configs/k400_fe.py --topology=v5litepod-16
+  python -m vivit_jax.tools.fit --config=configs/k400_fe.py --topology=v4-32 \
+      --per_chip_batch=8 --config.model_dtype_str=bfloat16
+  python -m vivit_jax.tools.fit --config=configs/synthetic.py --topology=local
+
+`--topology=local` compiles for this machine's devices instead (a GPU's
+memory, where one is present). libtpu comes with `make libtpu` (beside .venv,
+so that JAX elsewhere never looks for a TPU) or the `tpu` extra.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+import jax
+from absl import flags, logging
+from ml_collections import config_flags
+
+from vivit_jax import config as config_lib
+from vivit_jax import fit
+from vivit_jax.errors import nearest_multiples
+from vivit_jax.tools import cli
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
+_TOPOLOGY = flags.DEFINE_string(
+  'topology', None, "A TPU slice as users name it ('v5litepod-16', 'v4-32'), or 'local'."
+)
+_PER_CHIP_BATCH = flags.DEFINE_integer(
+  'per_chip_batch', None, "Clips per chip; default: the config's batch_size over the chips."
+)
+_SEARCH = flags.DEFINE_bool('search', True, 'Search the largest batch per chip that fits.')
+_SEARCH_LIMIT = flags.DEFINE_integer(
+  'search_limit', 256, 'The search stops at this many clips per chip.', lower_bound=1
+)
+_SUGGEST = flags.DEFINE_bool(
+  'suggest', True, 'When the step does not fit, try bf16, remat and both.'
+)
+flags.mark_flags_as_required(['config', 'topology'])
+
+_GIB = 1024**3
+
+
+def _gib(value: float) -> str:
+  return 'n/a' if value != value else f'{value / _GIB:.2f}'
+
+
+def _devices_and_memory(topology: str) -> tuple[str, list, float, fit.Chip | None]:
+  """(what, devices, HBM per device, chip or None) for a slice name or 'local'."""
+  if topology == 'local':
+    devices = jax.local_devices()
+    stats = devices[0].memory_stats() or {}
+    limit = float(stats.get('bytes_limit', float('nan')))
+    return f'{len(devices)} local {devices[0].device_kind} devices', devices, limit, None
+  slice_ = fit.parse_slice(topology)
+  devices = fit.tpu_devices(slice_)
+  what = f'{slice_.name}: {slice_.num_chips} {slice_.chip.name} chips'
+  return what, devices, float(slice_.chip.hbm_bytes), slice_.chip
+
+
+def _row(label: str, result: fit.StepFit, hbm: float, chip: fit.Chip | None) -> str:
+  if not result.fits:
+    return f'{label}: does not fit: {result.error}'
+  verdict = 'fits' if not result.peak_bytes > hbm else 'over the HBM'
+  bound = (
+    f', step >= {fit.roofline_seconds(result.flops, chip):.3f} s at peak (a bound)' if chip else ''
+  )
+  return (
+    f'{label}: {verdict}: peak {_gib(result.peak_bytes)} GiB of {_gib(hbm)} '
+    f'(state {_gib(result.state_bytes)}, batch {_gib(result.batch_bytes)}, '
+    f'temporaries {_gib(result.temp_bytes)}); {result.flops / 1e12:.2f} TFLOP per chip-step, '
+    f'{result.recompute:+.0%} over 3x forward{bound}'
+  )
+
+
+def _per_chip_batch(config, num_devices: int) -> int:
+  if _PER_CHIP_BATCH.value:
+    return _PER_CHIP_BATCH.value
+  if config.batch_size % num_devices:
+    raise config_lib.ConfigError(
+      f'config.batch_size={config.batch_size} does not split over the {num_devices} chips: give '
+      f'--per_chip_batch, or a batch size of {nearest_multiples(config.batch_size, num_devices)}.'
+    )
+  return config.batch_size // num_devices
+
+
+def _variant(config, dtype: str, remat: bool):
+  changed = copy.deepcopy(config)
+  changed.model_dtype_str = dtype
+  changed.model.remat = remat
+  return changed
+
+
+def main(argv) -> None:
+  del argv
+  config = config_lib.resolve(_CONFIG.value)
+  what, devices, hbm, chip = _devices_and_memory(_TOPOLOGY.value)
+  per_chip = _per_chip_batch(config, len(devices))
+  settings = (
+    f'{config.model_dtype_str}, remat {config.model.remat}, attention '
+    f'{config.model.attention_implementation}, augment_on_device '
+    f'{config.dataset_configs.augment_on_device}'
+  )
+  print(f'{os.path.basename(flags.FLAGS["config"].config_filename)} on {what} ({settings})')
+  start = time.time()
+  result = fit.compile_step(config, devices, per_chip)
+  print(_row(f'{per_chip} clips per chip', result, hbm, chip), flush=True)
+  logging.info('Compiled in %.0f s.', time.time() - start)
+  fits = result.fits and not result.peak_bytes > hbm
+  if _SEARCH.value:
+    start = per_chip if fits else 1
+    largest, best = fit.largest_batch(config, devices, hbm, start, _SEARCH_LIMIT.value)
+    if best is None:
+      print('largest batch per chip that fits: none (not even 1 clip)')
+    else:
+      at_least = '>= ' if largest == _SEARCH_LIMIT.value else ''
+      print(_row(f'largest batch per chip that fits: {at_least}{largest}', best, hbm, chip))
+  if not fits and _SUGGEST.value:
+    for label, dtype, remat in (
+      ('bf16', 'bfloat16', config.model.remat),
+      ('remat', config.model_dtype_str, True),
+      ('bf16 + remat', 'bfloat16', True),
+    ):
+      option = fit.compile_step(_variant(config, dtype, remat), devices, per_chip)
+      print(_row(f'with {label}', option, hbm, chip), flush=True)
+    print(
+      'Not available yet: a fused TPU attention kernel (model.attention_implementation has '
+      "'cudnn' for GPUs only) and sharded parameters and optimiser state (FSDP): each chip holds "
+      'the whole state.'
+    )
+
+
+if __name__ == '__main__':
+  cli.run(main)
