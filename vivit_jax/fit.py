@@ -247,7 +247,8 @@ def _batch_spec(config: ml_collections.ConfigDict, num_classes: int, batch: int)
 
 def _abstract_training(config, module, input_shape) -> Training:
   """The trainer's schedule and optimiser, and its state as shapes (nothing allocated)."""
-  schedule = schedules.build_schedule(config.lr_configs, max(int(config.num_training_steps), 1))
+  # The step's program does not depend on the schedule's length (as in perf.measure).
+  schedule = schedules.build_schedule(config.lr_configs, 1000)
   tx = optimizers.build_optimizer(config, schedule)
 
   def init(key):
@@ -349,15 +350,18 @@ def largest_batch(
   hbm_bytes: float,
   start: int,
   limit: int = 512,
+  known: dict[int, StepFit] | None = None,
 ) -> tuple[int, StepFit | None]:
   """The most clips per chip, up to `limit`, whose step fits in `hbm_bytes`.
 
   Doubles from `start` until a batch does not fit (or `limit` does), then bisects.
 
+  `known` holds sizes compiled already ({clips: fit}), which are not compiled again.
+
   Returns:
     (clips, the fit at that size); (0, None) when even one clip does not fit.
   """
-  cache: dict[int, StepFit] = {}
+  cache: dict[int, StepFit] = dict(known or {})
 
   def fits(n: int) -> bool:
     if n not in cache:

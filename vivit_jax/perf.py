@@ -82,8 +82,14 @@ class Result:
   device_peak_bytes: float | None = None
 
 
-def measure(config, batch_size: int, repeats: int, run: bool = True) -> Result:
-  """Compiles (and unless `run` is False, times) one variant's train and eval steps."""
+def measure(
+  config, batch_size: int, repeats: int, run: bool = True, inference: bool = True
+) -> Result:
+  """Compiles (and unless `run` is False, times) one variant's train and eval steps.
+
+  With `inference` False only the train step is compiled and timed (the
+  inference fields and `gflops` are then NaN): half the compile time.
+  """
   config = resolve(config)
   model = describe_model(config)
   module = build_module(model)
@@ -110,19 +116,24 @@ def measure(config, batch_size: int, repeats: int, run: bool = True) -> Result:
   state = flax.jax_utils.replicate(training.state, devices)
   batch = next(prefetch_to_device(iter([batch]), 1, devices))
   train_compiled = update.lower(state, batch).compile()
-  infer_compiled = infer.lower(params, video[0]).compile()
   train_flops, train_bytes = _flops_and_bytes(train_compiled)
-  infer_flops, infer_bytes = _flops_and_bytes(infer_compiled)
+  infer_flops = infer_bytes = float('nan')
+  if inference:
+    infer_compiled = infer.lower(params, video[0]).compile()
+    infer_flops, infer_bytes = _flops_and_bytes(infer_compiled)
   train_s = infer_s = float('nan')
   if run:
     holder = {'state': state}
 
     def train_step():
-      holder['state'], metrics = update(holder['state'], batch)
+      # The executables compiled above: calling `update` or `infer` would compile
+      # each again, the step once per placement of its state (twice).
+      holder['state'], metrics = train_compiled(holder['state'], batch)
       return metrics
 
     train_s = median_seconds(train_step, repeats)
-    infer_s = median_seconds(lambda: infer(params, video[0]), repeats)
+    if inference:
+      infer_s = median_seconds(lambda: infer_compiled(params, video[0]), repeats)
   stats = devices[0].memory_stats() if jax.default_backend() == 'gpu' else None
   return Result(
     name='',
@@ -181,14 +192,17 @@ def input_pipeline_comparison(config, num_steps: int = 20) -> dict[str, float]:
   state = flax.jax_utils.replicate(training.state, device)
   batches = prefetch_to_device(dataset.train_iter(), 2, device)
   fixed = next(batches)
-  state, _ = update(state, fixed)  # Compile.
+  # Called compiled, as in `measure`: `update` would compile the step twice, once
+  # per placement of its state, the second time inside the first timing.
+  step = update.lower(state, fixed).compile()
+  state, _ = step(state, fixed)
 
   def rate(next_batch) -> float:
     nonlocal state
     jax.block_until_ready(state)
     start = time.perf_counter()
     for _ in range(num_steps):
-      state, metrics = update(state, next_batch())
+      state, metrics = step(state, next_batch())
     jax.block_until_ready(metrics)
     return num_steps / (time.perf_counter() - start)
 
@@ -197,3 +211,21 @@ def input_pipeline_comparison(config, num_steps: int = 20) -> dict[str, float]:
     'device_steps_per_s': rate(lambda: fixed),
     'clips_per_step': float(fixed['inputs'].shape[1]),
   }
+
+
+def pipeline_clips_per_second(config, num_batches: int, warmup: int = 2) -> float:
+  """Clips/s of the config's train input pipeline alone, on one host and one device.
+
+  The host's batches as the trainer receives them, before any device work:
+  with `dataset_configs.augment_on_device` these are uint8 crop windows whose
+  resize, colour and normalisation the train step does.
+  """
+  config = resolve(config)
+  dataset = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
+  batches = dataset.train_iter()
+  for _ in range(warmup):
+    next(batches)
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    next(batches)
+  return num_batches * dataset.host_batch / (time.perf_counter() - start)

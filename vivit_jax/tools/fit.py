@@ -121,7 +121,9 @@ def main(argv) -> None:
   fits = result.fits and not result.peak_bytes > hbm
   if _SEARCH.value:
     start = per_chip if fits else 1
-    largest, best = fit.largest_batch(config, devices, hbm, start, _SEARCH_LIMIT.value)
+    largest, best = fit.largest_batch(
+      config, devices, hbm, start, _SEARCH_LIMIT.value, known={per_chip: result}
+    )
     if best is None:
       print('largest batch per chip that fits: none (not even 1 clip)')
     else:
