@@ -12,18 +12,24 @@ import subprocess
 import sys
 
 import pytest
+from test_data_video_files import make_config as make_video_config
+from test_data_video_files import write_csv, write_video
 from test_inference_fakes import random_params, tiny_config, write_orbax_workdir
 from test_reliability_bad_inputs import _config
 from train_fakes import FakeDataset, TinyModel
 
 from vivit_jax import errors
 from vivit_jax.config import ConfigError, resolve
-from vivit_jax.data import DataError
-from vivit_jax.inference import VideoClassifier, load_params
+from vivit_jax.data import DataError, build_dataset
+from vivit_jax.data.conversion import build_label_map
+from vivit_jax.data.video_io import Row
+from vivit_jax.errors import UnwritablePathError
+from vivit_jax.inference import VideoClassifier, files, load_params
 from vivit_jax.inference.convert import convert_checkpoint
 from vivit_jax.tools import cli
 from vivit_jax.train import trainer
 from vivit_jax.train.checkpointing import CheckpointMismatchError
+from vivit_jax.train.workdir_lock import WorkdirInUseError, WorkdirLock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, 'docs', 'reliability.md')
@@ -122,6 +128,79 @@ def messages(tmp_path_factory):
     lambda: convert_checkpoint(gap, str(root / 'run'), str(root / 'hf'), to='huggingface')
   )
   assert not (root / 'hf').exists()
+
+  # Issue 27: before training, in one line.
+  out['Crop larger than the resized frames'] = _message(
+    lambda: resolve({'dataset_configs': {'crop_size': 64, 'min_resize': 32}}), ConfigError
+  )
+  videos = root / 'videos'
+  videos.mkdir()
+  write_video(videos / 'a.mp4', 12)
+  (videos / 'empty.mp4').write_bytes(b'')
+  tables = {
+    'train': write_csv(videos / 'train.csv', [('a.mp4', 'cat')]),
+    'test': write_csv(videos / 'test.csv', [('a.mp4', 'cat'), ('empty.mp4', 'cat')]),
+  }
+  out['Bad video in the test table'] = _message(
+    lambda: build_dataset(
+      make_video_config(videos, tables), num_local_devices=1, process_index=0, process_count=1
+    ),
+    DataError,
+  )
+  a_file = root / 'notes.txt'
+  a_file.write_text('mine')
+  out['Workdir that is a file'] = _message(
+    lambda: trainer.train_and_evaluate(
+      _config(steps=1), str(a_file), dataset=fake, module=TinyModel(6, 16)
+    ),
+    UnwritablePathError,
+  )
+  assert a_file.read_text() == 'mine'
+  out['Output that cannot be written'] = _message(
+    lambda: cli.check_writable('output_dir', str(a_file), directory=True), UnwritablePathError
+  )
+  label_map = root / 'label_map.txt'
+  label_map.write_text('cat\ndog\n')
+  out['Label missing from the label map'] = _message(
+    lambda: build_label_map([Row('a.mp4', 'cat'), Row('b.mp4', 'wasp')], str(label_map)),
+    DataError,
+  )
+
+  # Issue 27, nothing silently wrong: another model's workdir, a workdir in use, empty folders.
+  same_tree = _config(steps=2)
+  same_tree.model.hidden_size = 16
+  same_tree.model.attention_config.type = 'factorized_dot_product_attention'
+  before = _listing(workdir)
+  out['Training in the workdir of another model'] = _message(
+    lambda: trainer.train_and_evaluate(same_tree, workdir, dataset=fake, module=TinyModel(6, 16)),
+    CheckpointMismatchError,
+  )
+  holder = WorkdirLock(workdir, chief=True)
+  holder.acquire()
+  try:
+    out['Training in a workdir another run holds'] = _message(
+      lambda: trainer.train_and_evaluate(first, workdir, dataset=fake, module=TinyModel(6, 16)),
+      WorkdirInUseError,
+    )
+  finally:
+    holder.release()
+  assert _listing(workdir) == before
+  classes = root / 'classes'
+  write_video(classes / 'cat' / 'a.mp4', 12)
+  (classes / 'emu').mkdir()
+  out['Class folder without videos'] = _message(
+    lambda: build_dataset(
+      make_video_config(classes, {'train': '.'}),
+      num_local_devices=1,
+      process_index=0,
+      process_count=1,
+    ),
+    DataError,
+  )
+  (root / 'no_videos').mkdir()
+  out['Directory without videos given to predict'] = _message(
+    lambda: files.expand([str(root / 'no_videos')]), DataError
+  )
   return out
 
 

@@ -120,7 +120,8 @@ def test_library_entry_points_read_a_relative_workdir(run, monkeypatch):
     np.testing.assert_array_equal(a, b)
 
   report = convert_checkpoint(config, '../work', 'conv_in_process', step=1)
-  assert report.endswith(f'(labels from {root / "data" / "label_map.txt"})')
+  # The class names the run trained with, kept in its workdir.
+  assert report.endswith(f'(labels from {root / "work" / "label_map.txt"})')
   flat, fmt = formats.read_checkpoint('conv_in_process')
   assert fmt == 'scenic'
   np.testing.assert_array_equal(flat['embedding/kernel'], first['embedding']['kernel'])

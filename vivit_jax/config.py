@@ -129,6 +129,10 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   d.label_map = config_dict.placeholder(str)
   d.decode_workers = config_dict.placeholder(int)
   d.decode_timeout_s = 60.0
+  # The rate at which a folder of frames (a video given as its JPEG frames, as
+  # EPIC-Kitchens ships them) was extracted; unset: the rate it is read at
+  # (video_fps, else fps), so each frame file is one frame of the clip.
+  d.frame_folder_fps = config_dict.placeholder(float)
   d.min_resize = 256
   d.crop_size = 224
   d.one_hot_labels = True
@@ -413,12 +417,53 @@ def resolve(config: ml_collections.ConfigDict | Mapping[str, Any]) -> ml_collect
     A new unlocked ConfigDict holding every known key.
 
   Raises:
-    ConfigError: a key is unknown (the message names the closest known key) or
-      a value has the wrong type.
+    ConfigError: a key is unknown (the message names the closest known key), a
+      value has the wrong type, or the clip settings contradict each other.
   """
   resolved = get_defaults()
   _merge(resolved, config, '')
+  _check_clip_settings(resolved.dataset_configs)
   return resolved
+
+
+def _check_clip_settings(dc: ml_collections.ConfigDict) -> None:
+  """Refuses clip settings no clip can be made with, before any data is read.
+
+  The model's own keys (patch size against crop size, tubelet depth against
+  num_frames) are checked by `vivit_jax.models.describe_model`.
+  """
+  for key in ('num_frames', 'stride', 'crop_size', 'num_test_clips', 'test_batch_size'):
+    if dc[key] is not None and dc[key] < 1:
+      raise ConfigError(f'dataset_configs.{key}={dc[key]} must be at least 1.')
+  for key in ('fps', 'video_fps', 'decode_timeout_s'):
+    if dc[key] is not None and not dc[key] > 0:
+      raise ConfigError(f'dataset_configs.{key}={dc[key]} must be positive.')
+  if dc.min_resize is not None and dc.min_resize < 0:
+    raise ConfigError(
+      f'dataset_configs.min_resize={dc.min_resize} must be positive, or 0 to keep the size '
+      'of the frames.'
+    )
+  if dc.min_resize and dc.crop_size and dc.crop_size > dc.min_resize:
+    raise ConfigError(
+      f'dataset_configs.crop_size={dc.crop_size} is larger than dataset_configs.min_resize='
+      f'{dc.min_resize}: evaluation resizes the frames to a short side of {dc.min_resize} '
+      f'pixels, which holds no {dc.crop_size}-pixel crop. Set min_resize to at least '
+      f'crop_size (--config.dataset_configs.min_resize={dc.crop_size}; the paper uses 256 '
+      'for crops of 224), or lower crop_size.'
+    )
+  aug = dc.augmentation_params
+  if aug.do_jitter_scale and not 0 < aug.scale_min_factor <= aug.scale_max_factor:
+    raise ConfigError(
+      f'dataset_configs.augmentation_params.scale_min_factor={aug.scale_min_factor} and '
+      f'scale_max_factor={aug.scale_max_factor} are no range of zoom factors: they need '
+      '0 < scale_min_factor <= scale_max_factor (the paper: 0.9 and 1.33).'
+    )
+  for key in ('prob_scale_jitter', 'prob_color_augment', 'prob_color_drop', 'prob_random_erasing'):
+    if not 0 <= aug[key] <= 1:
+      raise ConfigError(
+        f'dataset_configs.augmentation_params.{key}={aug[key]} is a probability: it must be '
+        'in [0, 1].'
+      )
 
 
 def clip_shape(dataset_configs: ml_collections.ConfigDict) -> tuple[int, int, int, int]:

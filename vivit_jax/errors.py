@@ -23,6 +23,11 @@ class MissingFileError(UserError, FileNotFoundError):
   """A file or directory the user named does not exist, or holds nothing usable."""
 
 
+class UnwritablePathError(UserError):
+  """A path a command must write (a workdir, an output) is read-only, or a file stands
+  where a directory is expected (or the other way round)."""
+
+
 def want_traceback(verbose: bool = False) -> bool:
   """True when `--verbose` was given or VIVIT_TRACEBACK is set to a true value."""
   return verbose or os.environ.get(TRACEBACK_ENV, '').lower() not in ('', '0', 'false', 'no')

@@ -101,6 +101,46 @@ def size(path: str | os.PathLike) -> int:
   return _path(path).stat().length
 
 
+def unwritable_reason(path: str | os.PathLike, *, directory: bool) -> str | None:
+  """Why `path` cannot be written, as a phrase; None when it can.
+
+  Asked before a command's work starts, so that a read-only output fails in its
+  first second rather than after the work. A file is created and removed in
+  the nearest existing folder of `path` (for a URI, in `path`'s folder: an
+  object store has no folders to walk); nothing is left behind and no folder
+  is made. Permissions are not read, since they do not tell the truth for the
+  root user or a read-only mount: only a write does.
+
+  Args:
+    path: the output, local or a URI.
+    directory: True when `path` is to be a directory (written into), False
+      when it is to be a file.
+
+  Returns:
+    e.g. 'no file can be created in /data (Permission denied)', or
+    '/out/model is a file, not a directory', or None.
+  """
+  path = absolute(path)
+  if directory and exists(path) and not isdir(path):
+    return f'{path} is a file, not a directory'
+  if not directory and isdir(path):
+    return f'{path} is a directory, not a file'
+  folder = path if directory else os.path.dirname(path)
+  while not is_uri(folder) and not os.path.exists(folder) and os.path.dirname(folder) != folder:
+    folder = os.path.dirname(folder)
+  if not is_uri(folder) and not os.path.isdir(folder):
+    return f'{folder} is a file, not a directory'
+  probe = os.path.join(folder, f'.vivit-write-check-{os.getpid()}-{os.urandom(4).hex()}')
+  try:
+    with open_file(probe, 'w') as f:
+      f.write('')
+    remove(probe)
+  except Exception as e:  # noqa: BLE001 - OSError locally; the storage layer's own on a URI.
+    reason = getattr(e, 'strerror', None) or f'{type(e).__name__}: {e}'
+    return f'no file can be created in {folder} ({reason})'
+  return None
+
+
 def glob(pattern: str) -> list[str]:
   """Paths matching `pattern` (`*`, `?`, `[...]` within one path component), sorted."""
   if is_uri(pattern):
@@ -220,3 +260,41 @@ def copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
     shutil.copyfile(source, target)
     return
   _path(source).copy(_path(target), overwrite=True)
+
+
+def create_new(path: str | os.PathLike, text: str) -> bool:
+  """Writes `text` to `path` only when nothing is there; True when this call wrote it.
+
+  Locally the complete file is linked to its name, which fails when the name
+  exists: of two processes, exactly one wins, and a reader never sees a part.
+  An object store reached through this layer has no exclusive create: the
+  object is uploaded when absent (atomically) and read back, so a writer loses
+  to one that uploaded after it; two uploads within the same instant can both
+  win.
+  """
+  path = os.fspath(path)
+  if is_uri(path):
+    if exists(path):
+      return False
+    with atomic_write(path) as f:
+      f.write(text)
+    return read_text(path) == text
+  path = os.path.expanduser(path)
+  tmp = temporary_path(path)
+  with open(tmp, 'w') as f:
+    f.write(text)
+  try:
+    os.link(tmp, path)
+    return True
+  except FileExistsError:
+    return False
+  except OSError:  # No hard links here (some network and FUSE file systems).
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      return False
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+    return True
+  finally:
+    os.remove(tmp)

@@ -207,13 +207,75 @@ def _get(tree: Any, dotted: str) -> Any:
   return list(tree) if isinstance(tree, (tuple, list)) else tree
 
 
+# Keys named beside a shape key that differs, when they differ too: they must change
+# together (a crop of the saved size needs frames resized at least that large).
+_COMPANION_KEYS = {'dataset_configs.crop_size': ('dataset_configs.min_resize',)}
+
+
 def config_differences(saved: dict[str, Any], config: Any) -> list[str]:
   """'model.hidden_size=16 (this config: 32)' for each shape key `saved` sets otherwise."""
+  keys = [key for key in _SHAPE_KEYS if _get(saved, key) != _get(config, key)]
+  keys += [c for key in keys for c in _COMPANION_KEYS.get(key, ()) if c not in keys]
   return [
     f'{key}={_get(saved, key)!r} (this config: {_get(config, key)!r})'
-    for key in _SHAPE_KEYS
+    for key in keys
     if _get(saved, key) != _get(config, key)
   ]
+
+
+# Config keys that change what the parameters mean, whether or not they change their
+# shapes: spacetime and factorised dot-product attention share one parameter tree, and so
+# do two orders of the same class names. A workdir resumes, and a checkpoint predicts,
+# only under the values it was trained with.
+MEANING_KEYS = _SHAPE_KEYS + (
+  'model.attention_config.attention_order',
+  'model.attention_config.spatial_only_baseline',
+  'model.temporal_encoding_config.n_sampled_frames',
+  'model.spatial_transformer.num_heads',
+  'model.spatial_transformer.mlp_dim',
+  'model.temporal_transformer.num_heads',
+  'model.temporal_transformer.mlp_dim',
+  'dataset_configs.class_splits',
+  'dataset_configs.multi_label',
+  'dataset_configs.zero_centering',
+)
+
+
+# Unset, these are found from the data (and then compared by shape), not another value.
+_FROM_THE_DATA = frozenset({'dataset_configs.num_classes'})
+
+
+def _has(tree: Any, dotted: str) -> bool:
+  for part in dotted.split('.'):
+    if not hasattr(tree, 'get') or part not in tree:
+      return False
+    tree = tree[part]
+  return True
+
+
+def meaning_differences(saved: dict[str, Any], config: Any) -> list[str]:
+  """'model.attention_config.type='spacetime' (this config: ...)' for each of `MEANING_KEYS`
+  that the saved config.json sets otherwise (a key it lacks, written by an older
+  version, is not compared)."""
+  return [
+    f'{key}={_get(saved, key)!r} (this config: {_get(config, key)!r})'
+    for key in MEANING_KEYS
+    if _has(saved, key)
+    and _get(saved, key) != _get(config, key)
+    and not (key in _FROM_THE_DATA and None in (_get(saved, key), _get(config, key)))
+  ]
+
+
+def _check_meaning(source: str, config: Any) -> None:
+  """Raises ModelMismatchError when the config.json beside `source` trained another model."""
+  saved = saved_config(source) if config is not None and source.endswith('/' + _ITEM) else None
+  differences = meaning_differences(saved, config) if saved is not None else []
+  if differences:
+    raise ModelMismatchError(
+      f'The checkpoint {source} was trained with another model: '
+      f'{os.path.join(workdir_of(source), CONFIG_NAME)} sets {", ".join(differences)}. '
+      'Pass that config file, or set those keys (--config.KEY=VALUE).'
+    )
 
 
 def check_fits(
@@ -237,6 +299,7 @@ def check_fits(
     dict(sorted(param_layout(params).items())), dict(sorted(param_layout(expected).items()))
   )
   if not problems:
+    _check_meaning(source, config)
     return
   fix = 'Pass the config it was trained with.'
   saved = saved_config(source) if source.endswith('/' + _ITEM) else None

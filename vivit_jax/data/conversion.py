@@ -20,16 +20,25 @@ import tqdm
 
 from vivit_jax import fileio
 from vivit_jax.data import records
+from vivit_jax.data.sources import DataError
 from vivit_jax.data.video_io import Row, decode_video
 
 
 def build_label_map(rows: Sequence[Row], label_map: str | None) -> list[str]:
-  """The class names: `label_map`'s lines, else the sorted unique CSV labels."""
+  """The class names: `label_map`'s lines, else the sorted unique CSV labels.
+
+  Raises:
+    DataError: a label of `rows` is not in `label_map`.
+  """
   if label_map:
     names = records.read_label_map(label_map)
     unknown = sorted({r.label for r in rows} - set(names))
     if unknown:
-      raise ValueError(f'Labels not in {label_map}: {unknown[:10]} ({len(unknown)} in all).')
+      raise DataError(
+        f'Labels not in {label_map}: {unknown[:10]} ({len(unknown)} in all). Every label of '
+        'the CSV needs a line in the label map: add them, or give the label map of the data '
+        'these videos belong to (--label_map).'
+      )
     return names
   return sorted({r.label for r in rows})
 

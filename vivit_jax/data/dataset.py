@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import traceback
 from collections.abc import Iterator
 
 import jax
@@ -20,7 +21,15 @@ from absl import logging
 
 from vivit_jax import config as config_lib
 from vivit_jax import fileio
-from vivit_jax.data import pipeline, records, sources, synthetic, tfds_source, video_files
+from vivit_jax.data import (
+  file_check,
+  pipeline,
+  records,
+  sources,
+  synthetic,
+  tfds_source,
+  video_files,
+)
 from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.data.device_augment import DeviceAugment
 from vivit_jax.data.meta import Batch, DatasetMeta
@@ -151,16 +160,30 @@ class Dataset:
     return out
 
   def _numpy(self, ds: tf.data.Dataset, split: SplitData) -> Iterator[Batch]:
-    """Iterates as numpy, turning TensorFlow errors into DataErrors naming the record."""
+    """Iterates as numpy, turning TensorFlow errors into DataErrors naming the record.
+
+    The tf.data iterator is deleted when this generator ends, fails or is
+    closed, not when the last reference goes: an error's traceback keeps this
+    frame until the interpreter shuts down, and an iterator deleted then waits
+    forever for its workers in tf.numpy_function (video_files), which can no
+    longer take the GIL.
+    """
     iterator = ds.as_numpy_iterator()
-    while True:
-      try:
-        batch = next(iterator)
-      except StopIteration:
-        return
-      except tf.errors.OpError as e:
-        raise _data_error(e, split) from None
-      yield batch
+    try:
+      while True:
+        try:
+          batch = next(iterator)
+        except StopIteration:
+          return
+        except BaseException as e:
+          # The frames of its traceback hold the iterator too; cleared, `del` deletes it.
+          traceback.clear_frames(e.__traceback__)
+          if isinstance(e, tf.errors.OpError):
+            raise _data_error(e, split) from None
+          raise
+        yield batch
+    finally:
+      del iterator
 
 
 def _data_error(error: tf.errors.OpError, split: SplitData) -> Exception:
@@ -195,12 +218,24 @@ def _video_splits(
       'and multi_label data need TFRecords (make_tfrecords).'
     )
   tables = {name: video_files.read_table(dc.base_dir, dc.tables[name]) for name in dc.tables}
+  # Every file of every table, before the first step: a bad test video is found
+  # now, not after training. Every host checks all, so all stop together.
+  file_check.check_tables(
+    {name: [(e.path, e.where) for e in entries] for name, entries in tables.items()},
+    file_check.video_problem,
+    what='video',
+    fix='Fix the file or its row in the table, or set dataset_configs.skip_corrupt=True to '
+    'skip bad videos.',
+    skip_corrupt=dc.skip_corrupt,
+    timeout_s=dc.decode_timeout_s,
+  )
   names = video_files.label_names(dc, tables, workdir, chief=process_index == 0)
   decoder = video_files.Decoder(
     fps=dc.video_fps or dc.fps,
     min_resize=dc.min_resize,
     workers=dc.decode_workers or os.cpu_count() or 1,
     timeout_s=dc.decode_timeout_s,
+    frames_fps=dc.frame_folder_fps,
   )
   splits = {}
   for name, entries in tables.items():
@@ -216,20 +251,15 @@ def _video_splits(
     if process_count > 1:
       per_host = math.ceil(len(examples) / process_count)
       steps = math.ceil(per_host / batches.get(name, batches['validation']))
-    given = dc.examples_per_subset.get(name)
-    if given is not None and given != len(examples):
-      # The table is the exact count; a stale config value (say, of the full
-      # set when the table lists a sample) would only mislead the epoch length.
-      logging.warning(
-        "dataset_configs.examples_per_subset.%s=%d, but the '%s' table lists %d usable "
-        'videos: using %d.',
-        name,
-        given,
-        name,
-        len(examples),
-        len(examples),
-      )
-    splits[name] = SplitData(video_files.VideoFilesSource(host, decoder), len(examples), steps, [])
+    # The table is the exact count; a stale config value (say, of the full set
+    # when the table lists a sample) would only mislead the epoch length.
+    num = sources.examples_in_split(
+      name,
+      dc.examples_per_subset.get(name),
+      len(examples),
+      f"the '{name}' table {dc.tables[name]!r} lists {{}} usable videos",
+    )
+    splits[name] = SplitData(video_files.VideoFilesSource(host, decoder), num, steps, [])
   return splits, names
 
 
@@ -269,16 +299,37 @@ def _tfrecord_splits(
   for name in names:
     files = sources.expand_table(dc.base_dir, dc.tables[name], split=name)
     host_files = sources.files_for_process(files, process_index, process_count)
+    file_check.check_tables(
+      {name: [(f, '') for f in files]},
+      file_check.tfrecord_problem,
+      what='data file',
+      fix=f'Fix dataset_configs.tables.{name}, or write the data again (make_tfrecords).',
+      skip_corrupt=dc.skip_corrupt,
+      timeout_s=dc.decode_timeout_s,
+    )
     _check_not_empty(name, dc.tables[name], files, host_files)
     given = dc.examples_per_subset.get(name)
-    steps = None
-    if process_count > 1 or given is None:
+    steps = counted = None
+    # Counted whenever it is cheap (cached), so a config's count that the data
+    # contradicts is found; several hosts need the counts per file anyway.
+    if process_count > 1 or given is None or sources.counting_is_cheap(files):
       counts = sources.count_records(files, skip_corrupt=dc.skip_corrupt)
-      total = sum(counts)
+      counted = sum(counts)
       if process_count > 1:
         per_host = [sum(counts[i::process_count]) for i in range(process_count)]
         steps = math.ceil(max(per_host) / batches.get(name, batches['validation']))
-    num = given if given is not None else total
+    else:
+      logging.info(
+        "Not counting the records of the '%s' table in the bucket (no %s beside them): "
+        'trusting dataset_configs.examples_per_subset.%s=%d (a run without it counts them once).',
+        name,
+        sources.COUNTS_FILENAME,
+        name,
+        given,
+      )
+    num = sources.examples_in_split(
+      name, given, counted, f"the '{name}' table {dc.tables[name]!r} holds {{}} records"
+    )
     source = TFRecordSource(host_files, dc.split_names or (), skip_corrupt=dc.skip_corrupt)
     splits[name] = SplitData(source, num, steps, host_files)
   return splits

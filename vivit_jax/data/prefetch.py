@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 
 HOST_ONLY_KEYS = ('key',)
+# Stopping the input pipeline takes longer than this only with work in flight: its time is logged.
+_SLOW_CLOSE_S = 1.0
 
 
 def prefetch_to_device(
@@ -27,7 +31,7 @@ def prefetch_to_device(
 
   Returns:
     Batches whose arrays are sharded over `devices` along axis 0, ready for
-    pmap; host-only entries ('key') stay numpy.
+    pmap; host-only entries ('key') stay numpy. Its `close()` closes `batches`.
   """
   devices = list(devices or jax.local_devices())
   queue: collections.deque = collections.deque()
@@ -41,9 +45,24 @@ def prefetch_to_device(
       for name, value in batch.items()
     }
 
-  for batch in batches:
-    queue.append(put(batch))
-    if len(queue) > size:
+  try:
+    for batch in batches:
+      queue.append(put(batch))
+      if len(queue) > size:
+        yield queue.popleft()
+    while queue:
       yield queue.popleft()
-  while queue:
-    yield queue.popleft()
+  finally:
+    # Closing this closes the source now (a Dataset iterator deletes its tf.data
+    # iterator, which waits for the work in flight), not whenever the last
+    # reference to it goes.
+    queue.clear()
+    close = getattr(batches, 'close', None)
+    if close is not None:
+      # Said first: with clips being decoded (video files) this can take a while.
+      logging.info('Stopping the input pipeline: the clips in flight are finished first.')
+      start = time.monotonic()
+      close()
+      waited = time.monotonic() - start
+      if waited > _SLOW_CLOSE_S:
+        logging.info('Stopped the input pipeline in %.1f s.', waited)

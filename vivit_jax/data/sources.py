@@ -245,6 +245,48 @@ def _stamp(path: str) -> list[int]:
   return [stat.length, stat.mtime_nsec]
 
 
+def counting_is_cheap(files: Sequence[str]) -> bool:
+  """True when `count_records(files)` costs no pass over a bucket's records.
+
+  Local files are counted from their record headers in a moment; files in a
+  bucket only when a `record_counts.json` lies beside them (a changed file is
+  recounted), as each header read there is a request.
+  """
+  folders = {os.path.dirname(f) for f in files if fileio.is_uri(f)}
+  return all(fileio.exists(os.path.join(d, COUNTS_FILENAME)) for d in folders)
+
+
+def examples_in_split(split: str, given: int | None, counted: int | None, what: str) -> int:
+  """The number of examples of a split: the data's count, else the config's.
+
+  The data's count wins, with a warning naming both numbers and the key, when
+  `dataset_configs.examples_per_subset.<split>` says otherwise: a paper
+  config's count (Scenic's schedules read it) on one's own data would size the
+  epochs, and so `num_training_epochs` and the schedule, for data that is not there.
+
+  Args:
+    split: 'train', 'validation' or 'test'.
+    given: the config's `examples_per_subset.<split>`, or None.
+    counted: what the data holds, or None when it was not counted.
+    what: the data and its count, for the message, with `{}` for the count
+      (e.g. "the 'train' table 'train@8' holds {} records").
+
+  Returns:
+    `counted`, else `given`.
+  """
+  if counted is None:
+    return int(given)
+  if given is not None and given != counted:
+    key = f'dataset_configs.examples_per_subset.{split}'
+    logging.warning(
+      '%s',
+      f'{key}={given}, but {what.format(counted)}: using {counted}, so that an epoch (and '
+      'with it num_training_epochs, the schedule and the default log_eval_steps) is one pass '
+      f'over the data. Set --config.{key}={counted} to silence this.',
+    )
+  return counted
+
+
 def find_truncated_file(files: Sequence[str]) -> str | None:
   """Returns the first file in `files` that ends inside a record, if any."""
   for path in files:

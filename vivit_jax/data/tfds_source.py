@@ -21,7 +21,7 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vivit_jax.data.sources import DataError, Record, SplitData
+from vivit_jax.data.sources import DataError, Record, SplitData, examples_in_split
 
 LABEL_KEY = 'label'
 # '<dataset>-<split>.<file format>-<shard>-of-<count>', TFDS's file naming.
@@ -143,7 +143,12 @@ def tfds_splits(
         for i in range(process_count)
       ]
       steps = math.ceil(max(per_host) / batches.get(name, batches['validation']))
-    total = dc.examples_per_subset.get(name) or _num_examples(builder, tfds_split, video_key)
+    total = examples_in_split(
+      name,
+      dc.examples_per_subset.get(name),
+      _num_examples(builder, tfds_split, video_key),
+      f'the TFDS split {tfds_split!r} of {dc.tfds_name!r} holds {{}} examples',
+    )
     splits[name] = SplitData(TfdsSource(builder, host_split, video_key), total, steps, [])
   label = builder.info.features[LABEL_KEY]
   names = list(label.names) if isinstance(label, tfds.features.ClassLabel) else None

@@ -3,7 +3,9 @@
 A table (`dataset_configs.tables.<split>`) is a CSV with columns
 `video_path,label[,start,end]` (the columns `make_tfrecords` reads; paths and the
 CSV itself relative to `base_dir`) or a directory with one sub-folder of videos
-per class. Each video is one example. Clips are made as from TFRecords written
+per class. Each video is one example. A video may be a folder of frames
+(`<class>/<video>/<frame>.jpg`, or a folder in the CSV): its sorted image files
+at `dataset_configs.frame_folder_fps` (see `video_io`). Clips are made as from TFRecords written
 by `make_tfrecords --fps=<fps> --min_resize=<min_resize>`: the same sampling
 functions pick frame indices of the video resampled to `fps`, only those frames
 are decoded (`video_io.decode_frames`: seek to the key frame before them, decode
@@ -102,9 +104,16 @@ def _read_folders(directory: str) -> list[Entry]:
   entries = []
   for label in fileio.listdir(directory):
     class_dir = os.path.join(directory, label)
-    if not fileio.isdir(class_dir):
+    if label.startswith('.') or not fileio.isdir(class_dir):
       continue
-    for relative in _videos_under(class_dir):
+    videos = _videos_under(class_dir)
+    if not videos:  # Dropping it would train a model of one class less, without a word.
+      raise DataError(
+        f'Class folder {class_dir} holds no videos: put the videos of class {label!r} in it '
+        f'(<class>/<video> with extensions {", ".join(sorted(VIDEO_EXTENSIONS))}, or '
+        '<class>/<video>/<frame>.jpg for a folder of frames), or remove the folder.'
+      )
+    for relative in videos:
       video, key = os.path.join(class_dir, relative), os.path.join(label, relative)
       entries.append(Entry(video, key, label, None, None, f'class folder {class_dir}'))
   if not entries:
@@ -120,7 +129,9 @@ def _videos_under(directory: str) -> list[str]:
 
   A folder's own files come before its sub-folders, as a sorted top-down
   `os.walk` gives them. Sorted here, since a walk's order (and, in a bucket,
-  the spelling of the folders it yields) is the storage's.
+  the spelling of the folders it yields) is the storage's. A folder below
+  `directory` that holds frames (`video_io.FRAME_EXTENSIONS`) is one video, in
+  its parent's place among the files.
   """
   found = []
   top = None
@@ -128,6 +139,8 @@ def _videos_under(directory: str) -> list[str]:
     top = parent if top is None else top  # The walk yields `directory` first.
     folders = [f for f in parent[len(top) :].split('/') if f]
     found += [(folders, name) for name in files if _is_video(name)]
+    if folders and any(video_io.is_frame_file(name) for name in files):
+      found.append((folders[:-1], folders[-1]))
   # Within a folder, files (0) before sub-folders (1); each in name order.
   found.sort(key=lambda item: [(1, f) for f in item[0]] + [(0, item[1])])
   return [os.path.join(*folders, name) for folders, name in found]
@@ -231,8 +244,17 @@ class Decoder:
   that the pipeline reports (naming the video) or skips.
   """
 
-  def __init__(self, *, fps: float, min_resize: int, workers: int, timeout_s: float):
+  def __init__(
+    self,
+    *,
+    fps: float,
+    min_resize: int,
+    workers: int,
+    timeout_s: float,
+    frames_fps: float | None = None,
+  ):
     self.fps = fps
+    self.frames_fps = frames_fps or fps  # The rate of a folder of frames.
     self.min_resize = min_resize
     self.timeout_s = timeout_s
     self._workers = _Workers(workers)
@@ -244,7 +266,7 @@ class Decoder:
       if path in self._cache:
         self._cache.move_to_end(path)
         return self._cache[path]
-    index = video_io.probe(path)
+    index = video_io.probe(path, self.frames_fps)
     with self._lock:
       self._cache[path] = index
       while len(self._cache) > _INDEX_CACHE_SIZE:

@@ -16,6 +16,12 @@ of a long video never decodes the whole video.
 A path may be a URI (`gs://...`): FFmpeg reads it through a file object that
 fetches the byte ranges it seeks to, so a clip reads only its part of the
 file, not a download of the whole video.
+
+A path may also be a folder of frames (EPIC-Kitchens ships its videos so): its
+image files (`FRAME_EXTENSIONS`), in the natural order of their names
+(`frame_2.jpg` before `frame_10.jpg`), are one video at `frames_fps` (default:
+the output rate, so each file is one output frame). Only the frames asked for
+are read, each decoded by FFmpeg and scaled by the same scaler as a video's.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import csv
 import dataclasses
 import fractions
 import io
+import os
+import re
 from collections.abc import Iterator, Sequence
 
 import av
@@ -33,6 +41,7 @@ import numpy as np
 from vivit_jax import fileio
 
 _TIME_EPSILON = 1e-6  # Seconds.
+FRAME_EXTENSIONS = frozenset({'.jpg', '.jpeg', '.png'})
 
 
 class VideoError(ValueError):
@@ -79,6 +88,7 @@ class VideoIndex:
     times: f64[N] the same in seconds (as PyAV's `frame.time`).
     keyframe: bool[N] whether decoding can start at that frame.
     width, height: frame size.
+    frames: for a folder of frames, the N image files; None for a video file.
   """
 
   pts: np.ndarray
@@ -86,6 +96,25 @@ class VideoIndex:
   keyframe: np.ndarray
   width: int
   height: int
+  frames: tuple[str, ...] | None = None
+
+
+def is_frame_file(name: str) -> bool:
+  """Whether file `name` is an image a folder of frames is made of."""
+  return os.path.splitext(name)[1].lower() in FRAME_EXTENSIONS
+
+
+def _natural(name: str) -> list:
+  """Sort key: digit runs compare as numbers, so frame_2 comes before frame_10."""
+  return [
+    (0, int(part), '') if part.isdigit() else (1, 0, part) for part in re.split(r'(\d+)', name)
+  ]
+
+
+def frame_files(directory: str) -> list[str]:
+  """The image files of a folder of frames, in the natural order of their names."""
+  names = [n for n in fileio.listdir(directory) if is_frame_file(n)]
+  return [os.path.join(directory, n) for n in sorted(names, key=_natural)]
 
 
 @contextlib.contextmanager
@@ -111,12 +140,48 @@ def _video_stream(container):
   return container.streams.video[0]
 
 
-def probe(path: str) -> VideoIndex:
+def _frames_of(directory: str) -> list[str]:
+  files = frame_files(directory)
+  if not files:
+    raise VideoError(
+      f'is a folder without frames (no {", ".join(sorted(FRAME_EXTENSIONS))} files in it)'
+    )
+  return files
+
+
+def _probe_frames(directory: str, frames_fps: float) -> VideoIndex:
+  """The index of a folder of frames: frame k at k / frames_fps, every frame a key frame."""
+  files = _frames_of(directory)
+  with _open(files[0]) as container:
+    context = _video_stream(container).codec_context
+    width, height = context.width, context.height
+  if not width or not height:
+    raise VideoError(f'has a first frame {os.path.basename(files[0])} of unknown size')
+  count = len(files)
+  return VideoIndex(
+    np.arange(count, dtype=np.int64),
+    np.arange(count) / frames_fps,
+    np.ones(count, bool),
+    int(width),
+    int(height),
+    tuple(files),
+  )
+
+
+def probe(path: str, frames_fps: float | None = None) -> VideoIndex:
   """Reads the frame times and key frames of `path` without decoding.
+
+  Args:
+    path: a video file, or a folder of frames.
+    frames_fps: the rate of a folder's frames (required for a folder).
 
   Raises:
     VideoError: the file is missing or unreadable, or has no video stream or no frames.
   """
+  if fileio.isdir(path):
+    if not frames_fps:
+      raise ValueError(f'{path} is a folder of frames: give its frames_fps.')
+    return _probe_frames(path, frames_fps)
   with _open(path) as container:
     stream = _video_stream(container)
     pts, key = [], []
@@ -213,48 +278,10 @@ def _decode_wanted(container, stream, wanted_pts: set[int]):
     yield from packet.decode()
 
 
-def decode_frames(
-  path: str,
-  frame_indices: np.ndarray | Sequence[int],
-  *,
-  fps: float,
-  min_resize: int,
-  start: float | None = None,
-  end: float | None = None,
-  index: VideoIndex | None = None,
-  thread_type: str = 'AUTO',
-) -> np.ndarray:
-  """Decodes output frames `frame_indices` of `path` resampled to `fps`.
-
-  Args:
-    path: any file PyAV (FFmpeg) reads.
-    frame_indices: int[...] indices into the resampled video (see `num_frames`).
-    fps: output frame rate.
-    min_resize: short side of the returned frames (0 keeps the size).
-    start: start time in seconds (default 0).
-    end: end time in seconds (default: the end of the video).
-    index: `probe(path)`, when already known.
-    thread_type: FFmpeg's threading within this decode ('AUTO', or 'NONE' when
-      many videos are decoded in parallel threads, which scales better).
-
-  Returns:
-    u8[*frame_indices.shape, H, W, 3].
-
-  Raises:
-    VideoError: unreadable file, no video stream or frames, an index out of
-      range, or a frame that cannot be decoded.
-  """
-  frame_indices = np.asarray(frame_indices, np.int64)
-  index = index or probe(path)
-  source = resample(index.times, fps, start, end)
-  if not len(source):
-    raise VideoError('has no frames between the start and end times')
-  flat = frame_indices.reshape(-1)
-  if flat.size and (flat.min() < 0 or flat.max() >= len(source)):
-    raise VideoError(f'has {len(source)} frames at {fps:g} fps; frame {flat.max()} was asked for')
-  wanted_src = source[flat]
-  wanted = np.unique(wanted_src)
-  width, height = short_side_size(index.width, index.height, min_resize)
+def _decode_video_frames(
+  path: str, index: VideoIndex, wanted: np.ndarray, width: int, height: int, thread_type: str
+) -> dict[int, np.ndarray]:
+  """{source frame: u8[H, W, 3]} of the wanted source frames (ascending) of a video file."""
   decoded: dict[int, np.ndarray] = {}
   with _open(path) as container:
     stream = _video_stream(container)
@@ -277,6 +304,73 @@ def decode_frames(
             break
     except av.error.FFmpegError as e:
       raise VideoError(f'cannot be decoded ({type(e).__name__}: {e})') from None
+  return decoded
+
+
+def _decode_image(path: str, width: int, height: int) -> np.ndarray:
+  """u8[height, width, 3]: one frame file of a folder of frames, scaled as a video's frames."""
+  name = os.path.basename(path)
+  try:
+    with _open(path) as container:
+      for frame in container.decode(_video_stream(container)):
+        return frame.to_ndarray(width=width, height=height, format='rgb24')
+  except av.error.FFmpegError as e:
+    raise VideoError(
+      f'has a bad frame {name}: cannot be decoded ({type(e).__name__}: {e})'
+    ) from None
+  except VideoError as e:
+    raise VideoError(f'has a bad frame {name}: {e}') from None
+  raise VideoError(f'has a bad frame {name}: it holds no image')
+
+
+def decode_frames(
+  path: str,
+  frame_indices: np.ndarray | Sequence[int],
+  *,
+  fps: float,
+  min_resize: int,
+  start: float | None = None,
+  end: float | None = None,
+  index: VideoIndex | None = None,
+  thread_type: str = 'AUTO',
+  frames_fps: float | None = None,
+) -> np.ndarray:
+  """Decodes output frames `frame_indices` of `path` resampled to `fps`.
+
+  Args:
+    path: any file PyAV (FFmpeg) reads, or a folder of frames.
+    frame_indices: int[...] indices into the resampled video (see `num_frames`).
+    fps: output frame rate.
+    min_resize: short side of the returned frames (0 keeps the size).
+    start: start time in seconds (default 0).
+    end: end time in seconds (default: the end of the video).
+    index: `probe(path)`, when already known.
+    thread_type: FFmpeg's threading within this decode ('AUTO', or 'NONE' when
+      many videos are decoded in parallel threads, which scales better).
+    frames_fps: the rate of a folder's frames (default: `fps`).
+
+  Returns:
+    u8[*frame_indices.shape, H, W, 3].
+
+  Raises:
+    VideoError: unreadable file, no video stream or frames, an index out of
+      range, or a frame that cannot be decoded.
+  """
+  frame_indices = np.asarray(frame_indices, np.int64)
+  index = index or probe(path, frames_fps or fps)
+  source = resample(index.times, fps, start, end)
+  if not len(source):
+    raise VideoError('has no frames between the start and end times')
+  flat = frame_indices.reshape(-1)
+  if flat.size and (flat.min() < 0 or flat.max() >= len(source)):
+    raise VideoError(f'has {len(source)} frames at {fps:g} fps; frame {flat.max()} was asked for')
+  wanted_src = source[flat]
+  wanted = np.unique(wanted_src)
+  width, height = short_side_size(index.width, index.height, min_resize)
+  if index.frames is not None:
+    decoded = {int(i): _decode_image(index.frames[int(i)], width, height) for i in wanted}
+  else:
+    decoded = _decode_video_frames(path, index, wanted, width, height, thread_type)
   missing = [int(i) for i in wanted if int(i) not in decoded]
   if missing:
     raise VideoError(
@@ -297,17 +391,42 @@ def num_frames(
 
 
 def decode_video(
-  path: str, *, fps: float, min_resize: int, start: float | None = None, end: float | None = None
+  path: str,
+  *,
+  fps: float,
+  min_resize: int,
+  start: float | None = None,
+  end: float | None = None,
+  frames_fps: float | None = None,
 ) -> np.ndarray:
   """Every frame of `path` between `start` and `end` resampled to `fps`: u8[N, H, W, 3].
+
+  `path` may be a folder of frames at `frames_fps` (default: `fps`).
 
   Raises:
     VideoError: as `decode_frames`, and for a video without frames in the range.
   """
-  index = probe(path)
+  index = probe(path, frames_fps or fps)
   count = num_frames(index, fps, start, end)
   if not count:
     raise VideoError('has no frames (empty video, or start/end outside it)')
   return decode_frames(
     path, np.arange(count), fps=fps, min_resize=min_resize, start=start, end=end, index=index
   )
+
+
+def check_opens(path: str) -> None:
+  """Opens `path`'s container and finds its video stream, decoding nothing.
+
+  The cheap check of a table's videos before training (FFmpeg reads the
+  container's header and probes its streams).
+
+  Raises:
+    VideoError: the file is missing, is not a container FFmpeg can open, or
+      holds no video stream; a folder of frames holds no frames, or its first
+      frame does not open.
+  """
+  if fileio.isdir(path):
+    path = _frames_of(path)[0]
+  with _open(path) as container:
+    _video_stream(container)

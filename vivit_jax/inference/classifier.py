@@ -156,9 +156,12 @@ class VideoClassifier:
     return preprocess.multi_view_inputs(frames, self.spec, jpeg_quality=self.jpeg_quality)
 
   def decode(self, path: str) -> np.ndarray:
-    """u8[N, H, W, 3]: `path` decoded at the dataset's fps and min_resize (as make_tfrecords)."""
+    """u8[N, H, W, 3]: `path` (a file or a folder of frames) decoded at the dataset's fps and
+    min_resize (as make_tfrecords)."""
     dc = self.config.dataset_configs
-    return preprocess.decode_file(path, fps=dc.fps, min_resize=dc.min_resize)
+    return preprocess.decode_file(
+      path, fps=dc.fps, min_resize=dc.min_resize, frames_fps=dc.frame_folder_fps
+    )
 
   def logits(self, inputs: np.ndarray) -> np.ndarray:
     """f32[B, V, T, S, S, 3] views -> f32[B, C] view-averaged logits (evaluation's step)."""

@@ -12,20 +12,41 @@ from typing import TextIO
 from tqdm import tqdm
 
 from vivit_jax import fileio
+from vivit_jax.data import video_io
+from vivit_jax.data.sources import DataError
 
 VIDEO_EXTENSIONS = ('.mp4', '.m4v', '.mov', '.avi', '.mkv', '.webm', '.mpg', '.mpeg', '.wmv')
 
 
 def expand(paths: Sequence[str]) -> list[str]:
-  """Files as given; directories replaced by their video files, sorted, recursively."""
+  """Files as given; directories replaced by their videos, sorted, recursively.
+
+  A folder that holds frames (`video_io.FRAME_EXTENSIONS`) is one video, before
+  the videos in it and below it.
+
+  Raises:
+    DataError: a directory holds no video and no frames anywhere under it.
+  """
   out = []
   for path in paths:
     if not fileio.isdir(path):
       out.append(path)
       continue
+    found = []
     # Sorting the folders by their parts is the order of a top-down walk with sorted children.
     for root, _, files in sorted(fileio.walk(path), key=lambda entry: entry[0].split('/')):
-      out += [os.path.join(root, f) for f in sorted(files) if f.lower().endswith(VIDEO_EXTENSIONS)]
+      if any(video_io.is_frame_file(f) for f in files):
+        found.append(root)
+      found += [
+        os.path.join(root, f) for f in sorted(files) if f.lower().endswith(VIDEO_EXTENSIONS)
+      ]
+    if not found:  # Dropped, it would not even count among the videos not read.
+      raise DataError(
+        f'{path} holds no videos: no video file ({", ".join(VIDEO_EXTENSIONS)}) and no '
+        f'frames ({", ".join(sorted(video_io.FRAME_EXTENSIONS))}) anywhere under it. Give '
+        'video files, folders of them, or folders of frames.'
+      )
+    out += found
   return out
 
 
@@ -51,9 +72,25 @@ def _decoded(
   """(path, views) of every readable file; failures are appended to `errors`."""
   for path in paths:
     try:
-      yield path, classifier.views(classifier.decode(path))
+      frames = classifier.decode(path)
     except Exception as e:  # noqa: BLE001 - any decoder failure skips this file.
       errors.append((path, f'cannot read the video ({type(e).__name__}: {e})'))
+      continue
+    try:
+      views = classifier.views(frames)
+    except Exception as e:  # noqa: BLE001 - the video was read: the settings do not fit it.
+      dc = classifier.config.dataset_configs
+      reason = str(e).strip().splitlines()[0] if str(e).strip() else ''
+      errors.append(
+        (
+          path,
+          f'was read ({len(frames)} frames of {frames.shape[2]}x{frames.shape[1]} pixels) but '
+          f'its views cannot be cut with dataset_configs.crop_size={dc.crop_size} and '
+          f'min_resize={dc.min_resize} of the config ({type(e).__name__}: {reason})',
+        )
+      )
+      continue
+    yield path, views
 
 
 def predict_files(

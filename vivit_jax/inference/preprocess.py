@@ -35,13 +35,16 @@ class Views:
   looped: bool
 
 
-def decode_file(path: str, *, fps: float, min_resize: int) -> np.ndarray:
+def decode_file(
+  path: str, *, fps: float, min_resize: int, frames_fps: float | None = None
+) -> np.ndarray:
   """Decodes a video as `make_tfrecords` does: resampled to `fps`, short side `min_resize`.
 
   Args:
-    path: any file PyAV (FFmpeg) reads.
+    path: any file PyAV (FFmpeg) reads, or a folder of frames.
     fps: frames per second of the output (the dataset's `fps`).
     min_resize: short side of the output frames (0 keeps the size).
+    frames_fps: the rate of a folder of frames (default: `fps`).
 
   Returns:
     u8[N, H, W, 3]; grayscale and other pixel formats are converted to RGB.
@@ -50,7 +53,7 @@ def decode_file(path: str, *, fps: float, min_resize: int) -> np.ndarray:
     vivit_jax.data.video_io.VideoError: a missing or unreadable file, or one
       without video frames.
   """
-  return video_io.decode_video(path, fps=fps, min_resize=min_resize)
+  return video_io.decode_video(path, fps=fps, min_resize=min_resize, frames_fps=frames_fps)
 
 
 def as_rgb(frames: np.ndarray) -> np.ndarray:

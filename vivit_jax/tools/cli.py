@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from absl import app, flags
 
 from vivit_jax import config as config_lib
-from vivit_jax import errors
+from vivit_jax import errors, fileio
 
 _VERBOSE = flags.DEFINE_boolean(
   'verbose', False, f'Show the traceback of errors (as {errors.TRACEBACK_ENV}=1 does).'
@@ -56,6 +56,24 @@ def check_command_line(argv: Sequence[str]) -> None:
     key = _override_path(arg)
     if key is not None:
       config_lib.check_key(key, given=arg)
+
+
+def check_writable(flag: str, path: str, *, directory: bool) -> None:
+  """Raises UnwritablePathError unless `--flag=path` can be written; nothing is created.
+
+  Tools call it before their work, so a read-only output fails in the first second.
+
+  Args:
+    flag: the flag's name, e.g. 'output_dir'.
+    path: its value, local or a URI.
+    directory: the output is a directory (else a file).
+  """
+  problem = fileio.unwritable_reason(path, directory=directory)
+  if problem:
+    kind = 'directory' if directory else 'file'
+    raise errors.UnwritablePathError(
+      f'Cannot write --{flag}={path}: {problem}. Give a {kind} where you can write (--{flag}=...).'
+    )
 
 
 def _verbose_requested(argv: Sequence[str]) -> bool:

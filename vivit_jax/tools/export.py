@@ -34,6 +34,7 @@ flags.mark_flags_as_required([_CONFIG, _CHECKPOINT, _OUTPUT])
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  cli.check_writable('output', _OUTPUT.value, directory=True)
   classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value)
   export_saved_model(
     classifier.module, classifier.params, classifier.input_shape, fileio.absolute(_OUTPUT.value)

@@ -33,7 +33,9 @@ from absl import flags
 from vivit_jax import fileio
 from vivit_jax.data import records
 from vivit_jax.data.conversion import build_label_map, convert
-from vivit_jax.data.video_io import read_csv
+from vivit_jax.data.sources import DataError
+from vivit_jax.data.video_io import Row, read_csv
+from vivit_jax.errors import MissingFileError
 from vivit_jax.tools import cli
 
 FLAGS = flags.FLAGS
@@ -48,9 +50,36 @@ flags.DEFINE_integer('workers', None, 'Decoding processes (default: CPU count).'
 flags.DEFINE_integer('jpeg_quality', 90, 'JPEG quality of the frames.')
 
 
+def _rows(path: str) -> list[Row]:
+  """The CSV's rows; a missing file, a directory or a bad row ends the command in one line."""
+  columns = 'the columns video_path,label[,start,end], one row per video (docs/data.md)'
+  if fileio.isdir(path):
+    raise DataError(
+      f'--csv={path} is a directory: give the CSV file that lists the videos, with {columns}.'
+    )
+  if not fileio.exists(path):
+    raise MissingFileError(
+      f'--csv={path} does not exist (looked for {fileio.absolute(path)}). Give a CSV with '
+      f'{columns}.'
+    )
+  try:
+    rows = read_csv(path)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise DataError(f'Bad --csv: {e} It needs {columns}.') from None
+  if not rows:
+    raise DataError(f'--csv={path} lists no videos: it needs {columns}.')
+  return rows
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
-  rows = read_csv(FLAGS.csv)
+  rows = _rows(FLAGS.csv)
+  if FLAGS.label_map and not fileio.isfile(FLAGS.label_map):
+    raise MissingFileError(
+      f'--label_map={FLAGS.label_map} is not a file. Give the label_map.txt that converting '
+      'the train split wrote, or leave --label_map out to number the labels of this CSV.'
+    )
+  cli.check_writable('output_dir', FLAGS.output_dir, directory=True)
   names = build_label_map(rows, FLAGS.label_map)
   fileio.makedirs(FLAGS.output_dir)
   records.write_label_map(os.path.join(FLAGS.output_dir, records.LABEL_MAP_FILENAME), names)

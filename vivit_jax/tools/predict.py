@@ -8,8 +8,10 @@ Each video is decoded with PyAV at `dataset_configs.fps` (short side
 `min_resize`, as make_tfrecords writes the data), cut into the multi-view test
 views (`num_test_clips` windows x 1 or 3 crops) by the evaluation pipeline and
 scored by the trainer's multi-view step; a table of the top-k classes is
-printed per video. Directories are searched recursively for video files. A
-file that cannot be read is reported and skipped, and the exit status is 1 at
+printed per video. Directories are searched recursively for video files; a
+folder that holds JPEG or PNG frames is one video (its frames in name order, at
+`dataset_configs.frame_folder_fps`, default `fps`), and a directory with neither
+is an error. A file that cannot be read is reported and skipped, and the exit status is 1 at
 the end; a video shorter than a clip is looped, and a note says so.
 """
 
@@ -43,6 +45,8 @@ def main(argv: Sequence[str]) -> None:
   paths = files.expand(argv[1:])
   if not paths:
     raise app.UsageError('Give at least one video file or directory.')
+  if _OUTPUT.value:
+    cli.check_writable('output', _OUTPUT.value, directory=False)
   classifier = VideoClassifier.from_checkpoint(
     _CONFIG.value,
     _CHECKPOINT.value,

@@ -42,6 +42,7 @@ def main(argv: Sequence[str]) -> None:
   image_format = Image.registered_extensions().get(os.path.splitext(_OUT.value)[1].lower())
   if image_format is None:
     raise UserError(f'--out={_OUT.value} has no image extension PIL knows: use .png or .jpg.')
+  cli.check_writable('out', _OUT.value, directory=False)
   classifier = VideoClassifier.from_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value)
   frames = classifier.decode(argv[1])
   image = attention_image(classifier, frames, _SCALE.value, title=os.path.basename(argv[1]))

@@ -1,4 +1,4 @@
-"""Orbax checkpoints of the train state, and preemption (SIGTERM) handling.
+"""Orbax checkpoints of the train state, and preemption (SIGTERM, Ctrl-C) handling.
 
 Checkpoints live in `workdir/checkpoints/<step>`; writes are asynchronous
 (training goes on while the files are written) and atomic (a step directory
@@ -185,7 +185,10 @@ class Checkpointer:
 
 
 class PreemptionWatcher:
-  """Turns SIGTERM into a request to checkpoint and stop at the next step.
+  """Turns SIGTERM and SIGINT (Ctrl-C) into a request to checkpoint and stop at the next step.
+
+  A second SIGINT ends the process at once (the default action, as SIGKILL
+  would): the last complete checkpoint is kept, the steps since are lost.
 
   On one process the signal handler's flag decides. On several, all hosts must
   stop at the same step, so the flags are combined with an all-gather every
@@ -193,17 +196,32 @@ class PreemptionWatcher:
   through the checkpointer.
   """
 
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
   def __init__(self, checkpointer: Checkpointer | None = None, sync_every: int = 10):
     self._requested = threading.Event()
     self._checkpointer = checkpointer
     self._sync_every = sync_every
-    self._previous = None
+    self._previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in self.SIGNALS:
+        # An ignored SIGINT stays ignored: a shell script's background job is
+        # not meant to stop on the Ctrl-C of the script's terminal.
+        if signum != signal.SIGINT or signal.getsignal(signum) is not signal.SIG_IGN:
+          self._previous[signum] = signal.signal(signum, self._handle)
 
   def _handle(self, signum, frame) -> None:
     del frame
-    logging.warning('Received signal %d: will checkpoint and exit after this step.', signum)
+    again = ''
+    if signum == signal.SIGINT:
+      signal.signal(signal.SIGINT, signal.SIG_DFL)
+      again = ' Press Ctrl-C again to stop at once, losing the steps since the last checkpoint.'
+    logging.warning(
+      'Received %s: will save a checkpoint after this step and exit; rerun the same command '
+      'to resume from it.%s',
+      signal.Signals(signum).name,
+      again,
+    )
     self._requested.set()
 
   def should_stop(self, step: int) -> bool:
@@ -217,6 +235,8 @@ class PreemptionWatcher:
     return bool(np.max(flags))
 
   def close(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    """Puts back the handlers that were there before."""
+    for signum, previous in self._previous.items():
+      if previous is not None:  # None: a handler not set from Python, which cannot be restored.
+        signal.signal(signum, previous)
+    self._previous = {}

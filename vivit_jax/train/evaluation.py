@@ -70,24 +70,32 @@ def predict_split(
     predict_fn: from `steps.make_eval_fn`.
     params: replicated parameters.
     batches: one pass of {'inputs': f32[D, B, ...], 'label': f32[D, B, C],
-      'batch_mask': f32[D, B], 'key' (optional): str[D, B]}.
+      'batch_mask': f32[D, B], 'key' (optional): str[D, B]}; closed (if it
+      can be) when the pass ends or fails.
 
   Returns:
     Predictions over the whole split (all processes).
   """
   logits, labels, keys = [], [], []
-  for batch in batches:
-    out = np.asarray(predict_fn(params, batch['inputs']))
-    valid = np.asarray(batch['batch_mask']).reshape(-1) > 0
-    logits.append(out.reshape(-1, out.shape[-1])[valid])
-    label = np.asarray(batch['label'])
-    labels.append(label.reshape(-1, label.shape[-1])[valid])
-    key = batch.get('key')
-    keys.append(
-      np.asarray(key).reshape(-1)[valid].astype(str)
-      if key is not None
-      else np.full(valid.sum(), '')
-    )
+  try:
+    for batch in batches:
+      out = np.asarray(predict_fn(params, batch['inputs']))
+      valid = np.asarray(batch['batch_mask']).reshape(-1) > 0
+      logits.append(out.reshape(-1, out.shape[-1])[valid])
+      label = np.asarray(batch['label'])
+      labels.append(label.reshape(-1, label.shape[-1])[valid])
+      key = batch.get('key')
+      keys.append(
+        np.asarray(key).reshape(-1)[valid].astype(str)
+        if key is not None
+        else np.full(valid.sum(), '')
+      )
+  finally:
+    # A pass that fails stops its input now: a tf.data iterator left to the
+    # interpreter's exit can wait for ever (docs/reliability.md).
+    close = getattr(batches, 'close', None)
+    if close is not None:
+      close()
   if not logits:
     raise ValueError('The evaluation pass yielded no batches.')
   return Predictions(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -18,7 +18,8 @@ from absl import logging
 
 from vivit_jax import checkpoints, fileio
 from vivit_jax.checkpoints import workdir as workdir_lib
-from vivit_jax.train.checkpointing import Checkpointer
+from vivit_jax.data import records
+from vivit_jax.train.checkpointing import Checkpointer, CheckpointMismatchError
 from vivit_jax.train.state import Training, TrainState, create_train_state
 
 
@@ -32,16 +33,17 @@ def undone_unless_stepped(workdir: str) -> Iterator[dict[str, bool]]:
   the block sets 'stepped' once a step has run.
   """
   before = set(fileio.listdir(workdir)) if fileio.isdir(workdir) else None
+  existed = fileio.exists(workdir)  # A file given as the workdir is the user's: never removed.
   progress = {'stepped': False}
   try:
     yield progress
   except BaseException:
     if not progress['stepped'] and jax.process_index() == 0:
-      if before is None:
-        fileio.rmtree(workdir)
-      else:
+      if before is not None:
         for name in set(fileio.listdir(workdir)) - before:
           fileio.rmtree(os.path.join(workdir, name))
+      elif not existed:
+        fileio.rmtree(workdir)
     raise
 
 
@@ -56,13 +58,66 @@ def _written_with(workdir: str, config: ml_collections.ConfigDict) -> str | None
   return f'It was written with {path}, which sets {", ".join(differences)}.'
 
 
+def _check_same_model(
+  workdir: str, config: ml_collections.ConfigDict, label_names: Sequence[str] | None
+) -> None:
+  """Raises CheckpointMismatchError when the workdir was trained with another model.
+
+  Its parameters may fit this config's model and still mean something else: the
+  same tree under another attention type, or the same classes in another order.
+  """
+  path = os.path.join(workdir, workdir_lib.CONFIG_NAME)
+  saved = fileio.read_json(path) if fileio.isfile(path) else None
+  differences = workdir_lib.meaning_differences(saved, config) if saved is not None else []
+  fix = (
+    'Rerun with that config, or use a new --workdir for this one. Nothing in the directory '
+    'was changed.'
+  )
+  if differences:
+    raise CheckpointMismatchError(
+      f'The workdir {workdir} was trained with another model: its {path} sets '
+      f'{", ".join(differences)}. {fix}'
+    )
+  map_path = os.path.join(workdir, records.LABEL_MAP_FILENAME)
+  if label_names is None or not fileio.isfile(map_path):
+    return
+  kept = records.read_label_map(map_path)
+  if list(kept) != list(label_names):
+    first = next(
+      (i for i, (a, b) in enumerate(zip(kept, label_names)) if a != b),
+      min(len(kept), len(label_names)),
+    )
+    there = repr(kept[first]) if first < len(kept) else 'missing'
+    here = repr(label_names[first]) if first < len(label_names) else 'missing'
+    raise CheckpointMismatchError(
+      f'The workdir {workdir} was trained with other classes: its {map_path} lists '
+      f'{len(kept)}, the data {len(label_names)}, and class {first} is {there} there but '
+      f'{here} in the data. Rerun with the data (or dataset_configs.label_map) it was trained '
+      f'on, or use a new --workdir for this one. Nothing in the directory was changed.'
+    )
+
+
+def keep_label_map(workdir: str, label_names: Sequence[str] | None) -> None:
+  """Writes the data's class names to WORKDIR/label_map.txt when it has none.
+
+  A resumed run is compared with it (`restore_or_init`), and predict reads it.
+  """
+  path = os.path.join(workdir, records.LABEL_MAP_FILENAME)
+  if label_names is not None and not fileio.exists(path):
+    records.write_label_map(path, label_names)
+
+
 def _load_pretrained(config: ml_collections.ConfigDict, params: Any) -> Any:
   logging.info('Initialising from %s.', config.init_from.checkpoint_path)
   return checkpoints.load_pretrained(config, params)
 
 
 def restore_or_init(
-  config: ml_collections.ConfigDict, workdir: str, checkpointer: Checkpointer, training: Training
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  checkpointer: Checkpointer,
+  training: Training,
+  label_names: Sequence[str] | None = None,
 ) -> TrainState:
   """The state to start from: the workdir's latest checkpoint, else init_from, else random.
 
@@ -71,17 +126,38 @@ def restore_or_init(
     workdir: the run's directory; its config.json names what wrote a mismatched checkpoint.
     checkpointer: the workdir's checkpoints.
     training: from `build_training`; its state is the random initialisation.
+    label_names: the data's class names, compared with the workdir's label_map.txt.
 
   Returns:
     A host-local state; its step is where training resumes.
+
+  Raises:
+    CheckpointMismatchError: the checkpoint does not fit this config's model, or
+      fits it but was trained with other values of `workdir.MEANING_KEYS` or
+      other class names. Nothing in the workdir is changed.
   """
   state = training.state
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state, written_with=_written_with(workdir, config))
+    _check_same_model(workdir, config, label_names)
     logging.info('Resumed from step %d in %s.', int(state.step), checkpointer.directory)
   elif config.init_from.checkpoint_path:
     state = create_train_state(_load_pretrained(config, state.params), training.tx, state.rng)
   return state
+
+
+def final_evaluation_missing(workdir: str, start_step: int, total_steps: int) -> bool:
+  """True for a workdir whose final checkpoint has no results.json: the run ended in its final
+  evaluation (a bad test video, a kill), which the trainer then runs again."""
+  missing = start_step == total_steps and not fileio.exists(os.path.join(workdir, 'results.json'))
+  if missing:
+    logging.warning(
+      'The checkpoint of the final step %d in %s has no results.json (the run ended during '
+      'its final evaluation): evaluating it again.',
+      total_steps,
+      workdir,
+    )
+  return missing
 
 
 def already_finished(

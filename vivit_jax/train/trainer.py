@@ -2,7 +2,7 @@
 
 setup -> devices -> input -> model -> schedule, optimiser and state (resume,
 else init_from, else random) -> compiled steps -> loop (train, summaries,
-validation, test, checkpoint, preemption) -> predictions and results.json.
+checkpoint, validation, test, preemption) -> predictions and results.json.
 
 The pieces it reads as one line each live beside it: `state.build_training`,
 `resume` (the workdir: resume-or-init, the finished run, the undo of a run that
@@ -34,9 +34,10 @@ from vivit_jax import fileio
 from vivit_jax.data import build_dataset
 from vivit_jax.data.meta import DatasetMeta, TrainingData
 from vivit_jax.data.prefetch import prefetch_to_device
-from vivit_jax.models import build_model, stats
+from vivit_jax.errors import UnwritablePathError
+from vivit_jax.models import build_model, describe_model, stats
 from vivit_jax.task import Task
-from vivit_jax.train import evaluation, meters, resume, steps, summaries
+from vivit_jax.train import evaluation, meters, resume, steps, summaries, workdir_lock
 from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher
 from vivit_jax.train.meters import NonFiniteLossError
 from vivit_jax.train.state import Training, build_training
@@ -185,6 +186,22 @@ class SplitEvaluator:
     return metrics
 
 
+def _evaluate_due(
+  evaluator: SplitEvaluator,
+  results: dict[str, Any],
+  params: Any,
+  step: int,
+  eval_every: int,
+  test_every: int,
+  meta: DatasetMeta,
+) -> None:
+  """Evaluates the splits due at `step` into `results` (validation, then the multi-view test)."""
+  if meta.num_eval_examples and due(step, eval_every, evaluator.total_steps):
+    results['validation'] = evaluator.evaluate('validation', params, step)
+  if test_every and due(step, test_every, evaluator.total_steps):
+    results['test'] = evaluator.evaluate('test', params, step)
+
+
 def _make_evaluator(
   config: ml_collections.ConfigDict,
   module: nn.Module,
@@ -217,7 +234,7 @@ def _hooks(
 ) -> list[periodic_actions.PeriodicAction]:
   """The chief's per-step hooks: progress and ETA in the log, and the profiler if asked."""
   # Progress and ETA go to the log only: the train run has its own steps_per_sec.
-  hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps)]
+  hooks = [meters.ProgressNote(num_train_steps=total_steps)]
   if config.num_profile_steps:
     hooks.append(
       periodic_actions.Profile(
@@ -241,7 +258,7 @@ def train_and_evaluate(
 
   setup -> devices -> input -> model -> schedule, optimiser and state (resume,
   else init_from, else random) -> config.json -> compiled steps -> loop (train,
-  summaries, validation, test, checkpoint, preemption) -> results.json.
+  summaries, checkpoint, validation, test, preemption) -> results.json.
 
   Args:
     config: an experiment config (validated and completed with `resolve`).
@@ -252,21 +269,29 @@ def train_and_evaluate(
 
   Returns:
     The final results (also in `workdir/results.json`); with 'preempted': True
-    when a SIGTERM stopped the run early.
+    when SIGTERM or Ctrl-C (SIGINT) stopped the run early.
 
   Raises:
     NonFiniteLossError: the loss became NaN or infinite (no checkpoint is
       written for that or any later step).
   """
   workdir = fileio.absolute(workdir)
-  with resume.undone_unless_stepped(workdir) as progress:
+  with resume.undone_unless_stepped(workdir) as progress, workdir_lock.held(workdir) as lock:
     # Setup. Resolving first makes a typo in any key fail before work starts.
     config = config_lib.resolve(config)
     is_chief = jax.process_index() == 0
+    unwritable = fileio.unwritable_reason(workdir, directory=True)
+    if unwritable:
+      raise UnwritablePathError(
+        f'Cannot write the workdir {workdir}: {unwritable}. Give a --workdir you can write to.'
+      )
     fileio.makedirs(workdir)
+    lock.acquire()  # Before anything is written: a second run on this workdir stops here.
     writer = summaries.SplitWriters(workdir, just_logging=not (is_chief and config.write_summary))
     # Devices: each process feeds its local devices a slice of the global batch.
     num_devices = _num_devices(config)
+    if module is None:  # The model's keys too (patch vs crop, tubelet vs frames), before the data.
+      describe_model(config)
 
     # Input.
     dataset = dataset if dataset is not None else _build_dataset(config, workdir)
@@ -285,7 +310,7 @@ def train_and_evaluate(
     training = build_training(config, module, input_shape, total_steps, rng)
     checkpoints_dir = os.path.join(workdir, 'checkpoints')
     checkpointer = Checkpointer(checkpoints_dir, config.max_checkpoints_to_keep)
-    state = resume.restore_or_init(config, workdir, checkpointer, training)
+    state = resume.restore_or_init(config, workdir, checkpointer, training, meta.label_names)
     start_step = int(state.step)
     # Written only once the workdir's checkpoint is known to fit this config, so
     # a mistaken --workdir keeps the config.json of the run that wrote it.
@@ -293,7 +318,10 @@ def train_and_evaluate(
       fileio.write_json(
         os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort())
       )
-    if start_step >= total_steps:
+      resume.keep_label_map(workdir, meta.label_names)
+    if start_step >= total_steps and not resume.final_evaluation_missing(
+      workdir, start_step, total_steps
+    ):
       return resume.already_finished(workdir, start_step, total_steps, checkpointer)
     model_info = {}
     if is_chief:
@@ -334,23 +362,32 @@ def train_and_evaluate(
           writer.write_scalars(step, {**_mean_metrics(finite.take_history()), **rates})
           meter.restart(step)
 
-        with meter.paused():  # Evaluation time is not training time.
-          if meta.num_eval_examples and due(step, eval_every, total_steps):
-            results['validation'] = evaluator.evaluate('validation', state.params, step)
-          if test_every and due(step, test_every, total_steps):
-            results['test'] = evaluator.evaluate('test', state.params, step)
-
+        # The step's checkpoint is started before its evaluation, so an evaluation
+        # that fails (a bad test video) keeps the training it followed.
         stop = watcher.should_stop(step)
         if config.checkpoint and (due(step, checkpoint_every, total_steps) or stop):
           finite.flush()  # Never write a state that followed a NaN step.
           checkpointer.save(state)
+
+        # A stopping run skips its evaluation: a preemption notice leaves seconds,
+        # and the checkpoint must be complete before the process ends.
+        if not stop:
+          with meter.paused():  # Evaluation time is not training time.
+            _evaluate_due(evaluator, results, state.params, step, eval_every, test_every, meta)
+
         if stop:
           checkpointer.wait()
           logging.warning('Preempted: saved step %d; rerun the same command to resume.', step)
           writer.flush()
           return {'step': step, 'preempted': True}
       finite.flush()
+      if start_step == total_steps:
+        # The final checkpoint of a run that ended in its final evaluation: that evaluation.
+        _evaluate_due(evaluator, results, state.params, total_steps, 1, test_every, meta)
     finally:
+      # The input pipeline first, while Python still runs its tf.data workers:
+      # left to the interpreter's exit, its iterator would wait for them forever.
+      train_iter.close()
       watcher.close()
       checkpointer.close()
       writer.close()
