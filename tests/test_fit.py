@@ -33,8 +33,11 @@ print(json.dumps({'tpu': dataclasses.asdict(tpu), 'cpu': dataclasses.asdict(cpu)
 """
 
 
-def _env():
-  return dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=4')
+def _run(args):
+  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=4')
+  return subprocess.run(
+    [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+  )
 
 
 def test_slice_names():
@@ -60,14 +63,7 @@ def test_slice_names():
 
 @needs_libtpu
 def test_tpu_compile_agrees_with_a_local_compile_of_the_same_step():
-  done = subprocess.run(
-    [sys.executable, '-c', COMPARE, CONFIG],
-    cwd=REPO,
-    env=_env(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  done = _run(['-c', COMPARE, CONFIG])
   assert done.returncode == 0, done.stderr[-3000:]
   result = json.loads(done.stdout.strip().splitlines()[-1])
   tpu, cpu = result['tpu'], result['cpu']
@@ -87,29 +83,15 @@ def test_tpu_compile_agrees_with_a_local_compile_of_the_same_step():
 
 @needs_libtpu
 def test_the_tool_reports_a_fit_and_an_out_of_memory_as_one_line():
-  base = [sys.executable, '-m', 'vivit_jax.tools.fit', f'--config={CONFIG}', '--nosearch']
-  fits = subprocess.run(
-    [*base, '--topology=v5litepod-4'],
-    cwd=REPO,
-    env=_env(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  base = ['-m', 'vivit_jax.tools.fit', f'--config={CONFIG}', '--nosearch']
+  fits = _run([*base, '--topology=v5litepod-4'])
   assert fits.returncode == 0, fits.stderr[-3000:]
   lines = fits.stdout.strip().splitlines()
   assert lines[0].startswith('synthetic.py on v5litepod-4: 4 v5e chips (float32')
   assert lines[1].startswith('8 clips per chip: fits: peak ')
   assert 'GiB of 16.00' in lines[1] and 'at peak (a bound)' in lines[1]
   # A batch no chip holds: XLA's out-of-memory, one line, then what would make it fit.
-  huge = subprocess.run(
-    [*base, '--topology=v5litepod-4', '--per_chip_batch=200000'],
-    cwd=REPO,
-    env=_env(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  huge = _run([*base, '--topology=v5litepod-4', '--per_chip_batch=200000'])
   assert huge.returncode == 0, huge.stderr[-3000:]
   lines = huge.stdout.strip().splitlines()
   assert lines[1].startswith('200000 clips per chip: does not fit: ')
