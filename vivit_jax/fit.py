@@ -115,9 +115,7 @@ class Slice:
     # One host drives up to 8 chips of a v5e/v6e slice, 4 of a v4/v5p one; larger
     # slices are hosts of 2x2 chips.
     single_host = self.num_chips <= (4 if self.chip.megacore else 8)
-    per_host = (*grid, 1)[:3] if single_host and len(grid) == 2 else (2, 2, 1)
-    if single_host and len(grid) == 3:
-      per_host = grid
+    per_host = (*grid, 1)[:3] if single_host else (2, 2, 1)
     return {
       'platform': 'tpu',
       'topology_name': f'{self.chip.topology_prefix}:{"x".join(map(str, grid))}',

@@ -31,7 +31,6 @@ from ml_collections import config_flags
 
 from vivit_jax import config as config_lib
 from vivit_jax import fit
-from vivit_jax.errors import nearest_multiples
 from vivit_jax.tools import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')
@@ -88,11 +87,9 @@ def _row(label: str, result: fit.StepFit, hbm: float, chip: fit.Chip | None) -> 
 def _per_chip_batch(config, num_devices: int) -> int:
   if _PER_CHIP_BATCH.value:
     return _PER_CHIP_BATCH.value
-  if config.batch_size % num_devices:
-    raise config_lib.ConfigError(
-      f'config.batch_size={config.batch_size} does not split over the {num_devices} chips: give '
-      f'--per_chip_batch, or a batch size of {nearest_multiples(config.batch_size, num_devices)}.'
-    )
+  problem = config_lib.batch_split_problem('batch_size', config.batch_size, 1, num_devices)
+  if problem:
+    raise config_lib.ConfigError(f'{problem} Or give --per_chip_batch.')
   return config.batch_size // num_devices
 
 
