@@ -5,10 +5,12 @@ its TPU plugin beside the CPU backend for every later test there. libtpu comes
 from `make libtpu` (which `make test` runs); without it the compile tests skip.
 """
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -34,10 +36,13 @@ print(json.dumps({'tpu': dataclasses.asdict(tpu), 'cpu': dataclasses.asdict(cpu)
 
 
 def _run(args):
+  """Runs python `args`; one libtpu process at a time (libtpu refuses a second: ABORTED)."""
   env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=4')
-  return subprocess.run(
-    [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-  )
+  with open(os.path.join(tempfile.gettempdir(), 'vivit_jax_tests_libtpu.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Test workers run these tests side by side.
+    return subprocess.run(
+      [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_slice_names():
