@@ -22,7 +22,8 @@ needs_libtpu = pytest.mark.skipif(
   fit.libtpu_path() is None, reason='libtpu is not installed (make libtpu)'
 )
 
-# The same step for a v5e slice of 4 chips and for 4 local CPU devices, 8 clips each.
+# The same step for a v5e slice of 4 chips and for 4 local CPU devices, 8 clips each;
+# and for the slice over a mesh with every array split 4 ways.
 COMPARE = """
 import dataclasses, json, sys
 import jax
@@ -31,12 +32,19 @@ from vivit_jax.config import load_config_file
 config = load_config_file(sys.argv[1])
 tpu = fit.compile_step(config, fit.tpu_devices(fit.parse_slice('v5litepod-4')), 8)
 cpu = fit.compile_step(config, jax.local_devices()[:4], 8)
-print(json.dumps({'tpu': dataclasses.asdict(tpu), 'cpu': dataclasses.asdict(cpu)}))
+config.parallelism, config.mesh.fsdp, config.mesh.min_sharded_size = 'mesh', 4, 0
+mesh = fit.compile_step(config, fit.tpu_devices(fit.parse_slice('v5litepod-4')), 8)
+results = {'tpu': tpu, 'cpu': cpu, 'mesh': mesh}
+print(json.dumps({k: dataclasses.asdict(v) for k, v in results.items()}))
 """
 
 
 def _run(args):
-  """Runs python `args`; one libtpu process at a time (libtpu refuses a second: ABORTED)."""
+  """Runs python `args`; one of these at a time, as each holds a whole TPU compile in memory.
+
+  (libtpu itself refuses a second process unless ALLOW_MULTIPLE_LIBTPU_LOAD is set, which
+  `fit.tpu_devices` does: a fit check running beside the suite does not fail it.)
+  """
   env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=4')
   with open(os.path.join(tempfile.gettempdir(), 'vivit_jax_tests_libtpu.lock'), 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # Test workers run these tests side by side.
@@ -84,6 +92,12 @@ def test_tpu_compile_agrees_with_a_local_compile_of_the_same_step():
   # The same arithmetic: within 5% of each other and of 3x the paper's forward count.
   assert abs(tpu['flops'] / cpu['flops'] - 1) < 0.05
   assert abs(tpu['flops'] / tpu['paper_flops'] - 1) < 0.05
+  # Over the mesh each chip holds a quarter of the state (the few arrays no 4 divides whole)
+  # and does the same work.
+  mesh = result['mesh']
+  assert mesh['error'] is None
+  assert tpu['state_bytes'] / 4 <= mesh['state_bytes'] < 0.3 * tpu['state_bytes']
+  assert abs(mesh['flops'] / tpu['flops'] - 1) < 0.05
 
 
 @needs_libtpu
@@ -102,3 +116,4 @@ def test_the_tool_reports_a_fit_and_an_out_of_memory_as_one_line():
   assert lines[1].startswith('200000 clips per chip: does not fit: ')
   assert 'RESOURCE_EXHAUSTED' in lines[1] or 'over the HBM' in lines[1]
   assert any(line.startswith('with bf16 + remat: ') for line in lines)
+  assert any(line.startswith('with bf16 + remat + FSDP over all chips: ') for line in lines)

@@ -69,7 +69,7 @@ def write_orbax_workdir(workdir: str, params: dict, step: int = 5) -> None:
     rng=np.zeros(2, np.uint32),
   )
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
-  checkpointer.save(state, replicated=False)
+  checkpointer.save(state, to_host=jax.device_get)
   checkpointer.close()
 
 

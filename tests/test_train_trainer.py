@@ -7,7 +7,12 @@ import signal
 import jax
 import numpy as np
 import pytest
-from train_fakes import FakeDataset, TinyModel, compilation_cache  # noqa: F401 (fixture)
+from train_fakes import (  # noqa: F401 (fixture)
+  FakeDataset,
+  SigtermDataset,
+  TinyModel,
+  compilation_cache,
+)
 
 from vivit_jax.config import get_defaults
 from vivit_jax.train import optimizers, trainer
@@ -35,20 +40,6 @@ def _config(steps=4, **overrides):
   c.dataset_configs.log_test_epochs = 100
   c.update(overrides)
   return c
-
-
-class SigtermDataset(FakeDataset):
-  """Sends this process SIGTERM while yielding the batch of step `at`."""
-
-  def __init__(self, at: int, **kwargs):
-    super().__init__(**kwargs)
-    self.at = at
-
-  def train_iter(self, start_step=0):
-    for step, batch in enumerate(super().train_iter(start_step), start=start_step + 1):
-      if step == self.at:
-        os.kill(os.getpid(), signal.SIGTERM)
-      yield batch
 
 
 class NanDataset(FakeDataset):

@@ -8,6 +8,7 @@ readable from their mean colour, so a tiny model learns it in a few steps.
 from __future__ import annotations
 
 import os
+import signal
 
 import flax.linen as nn
 import jax
@@ -130,6 +131,20 @@ class FakeDataset:  # Implements vivit_jax.data.meta.TrainingData.
 
   def test_iter(self):
     return self._one_pass('test', views=self.num_views)
+
+
+class SigtermDataset(FakeDataset):
+  """Sends this process SIGTERM while yielding the batch of step `at`."""
+
+  def __init__(self, at: int, **kwargs):
+    super().__init__(**kwargs)
+    self.at = at
+
+  def train_iter(self, start_step=0):
+    for step, batch in enumerate(super().train_iter(start_step), start=start_step + 1):
+      if step == self.at:
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield batch
 
 
 TINY_CLASSES = ('left', 'right', 'up')

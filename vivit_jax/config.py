@@ -55,6 +55,7 @@ KERNEL_INITS = (
 CLASSIFIERS = ('token', 'gap', 'gmp', 'gsp')
 ATTENTION_IMPLEMENTATIONS = ('default', 'xla', 'cudnn')
 DTYPES = ('float32', 'bfloat16')
+PARALLELISM_MODES = ('pmap', 'mesh')
 
 
 def _model_defaults() -> ml_collections.ConfigDict:
@@ -245,6 +246,15 @@ def get_defaults() -> ml_collections.ConfigDict:
   c.multicrop_clips_per_device = 2
   c.multicrop_softmax_logits = False
 
+  # How the step is spread over devices (vivit_jax/train/parallel.py): 'pmap'
+  # replicates the state on every device; 'mesh' runs one jit program over a
+  # ('data', 'fsdp') mesh, with parameters and optimiser state split over
+  # mesh.fsdp devices (-1: all); arrays of fewer than mesh.min_sharded_size
+  # elements (biases, norms) stay whole. Same per-example semantics; checkpoints
+  # move between the two and between device counts.
+  c.parallelism = 'pmap'
+  c.mesh = ml_collections.ConfigDict({'fsdp': 1, 'min_sharded_size': 2**14})
+
   # Initialisation from a pretrained checkpoint.
   c.init_from = ml_collections.ConfigDict(
     {
@@ -423,7 +433,21 @@ def resolve(config: ml_collections.ConfigDict | Mapping[str, Any]) -> ml_collect
   resolved = get_defaults()
   _merge(resolved, config, '')
   _check_clip_settings(resolved.dataset_configs)
+  _check_parallelism(resolved)
   return resolved
+
+
+def _check_parallelism(c: ml_collections.ConfigDict) -> None:
+  check_choice('parallelism', c.parallelism, PARALLELISM_MODES)
+  if c.mesh.fsdp != -1 and c.mesh.fsdp < 1:
+    raise ConfigError(
+      f'config.mesh.fsdp={c.mesh.fsdp} must be a number of devices (at least 1), or -1 for all.'
+    )
+  if c.parallelism == 'pmap' and c.mesh.fsdp != 1:
+    raise ConfigError(
+      f'config.mesh.fsdp={c.mesh.fsdp} splits the state only under the mesh: add '
+      '--config.parallelism=mesh (pmap keeps a whole copy on every device).'
+    )
 
 
 def _check_clip_settings(dc: ml_collections.ConfigDict) -> None:

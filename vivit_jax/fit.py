@@ -4,10 +4,11 @@ With libtpu installed, JAX describes a TPU slice's devices from its topology
 name alone (`jax.experimental.topologies`), and XLA compiles for them on a
 machine with no TPU: the executable's `memory_analysis()` is the chip's own
 buffer assignment, and an out-of-memory is XLA's RESOURCE_EXHAUSTED, as on the
-hardware. This module compiles the trainer's own pmapped step
-(`trainer.make_update`: the config's dtype, remat, attention implementation,
-device augmentation, optimiser, mixup, NaN guard) for such devices and reads
-what it needs per chip. Nothing is run, and nothing but abstract shapes is
+hardware. This module compiles the trainer's own step (`trainer.make_update`:
+the config's dtype, remat, attention implementation, device augmentation,
+optimiser, mixup, NaN guard, and its parallelism: pmap, or jit over a mesh with
+the state split over `mesh.fsdp` chips) for such devices and reads what it
+needs per chip. Nothing is run, and nothing but abstract shapes is
 allocated. Step times are only bounds: compiled FLOPs over the chip's peak.
 
 Used by `vivit_jax.tools.fit`.
@@ -36,7 +37,7 @@ from vivit_jax.errors import UserError
 from vivit_jax.models import build_module, describe_model
 from vivit_jax.models import stats as stats_lib
 from vivit_jax.task import task_from_config
-from vivit_jax.train import optimizers, schedules, trainer
+from vivit_jax.train import optimizers, parallel, schedules, trainer
 from vivit_jax.train.state import Training, create_train_state
 
 GIB = 1024**3
@@ -176,6 +177,9 @@ def tpu_devices(slice_: Slice) -> list[jax.Device]:
   # No TPU here: keep libtpu from asking the metadata server which one it is on.
   os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
   os.environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')
+  # libtpu takes a machine-wide lock for the chips it drives; here it drives none,
+  # so a second check (or the test suite) may compile beside this one.
+  os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
   from jax.experimental import topologies  # loads the TPU plugin; only this check needs it
 
   return list(topologies.get_topology_desc(**slice_.topology_kwargs).devices)
@@ -187,7 +191,8 @@ class StepFit:
 
   Attributes:
     per_chip_batch: clips per chip.
-    state_bytes: parameters + optimiser state (+ step, key), replicated on each chip.
+    state_bytes: parameters + optimiser state (+ step, key) one chip holds: all
+      of it with pmap, its shard of each array over the mesh.
     batch_bytes: one chip's share of the batch as the host sends it.
     argument_bytes: what XLA allocates for the step's inputs (state and batch, in
       the chip's layouts, which may pad).
@@ -257,10 +262,6 @@ def _abstract_training(config, module, input_shape) -> Training:
   return Training(schedule, tx, jax.eval_shape(init, jax.random.key(0)))
 
 
-def _replicated(tree: Any, count: int) -> Any:
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct((count, *x.shape), x.dtype), tree)
-
-
 def _one_line(error: Exception) -> str:
   text = str(error).strip().splitlines()
   return next((line for line in text if 'RESOURCE_EXHAUSTED' in line), text[0] if text else '')
@@ -289,19 +290,19 @@ def compile_step(
   spec = ClipSpec.from_config(config.dataset_configs, num_classes)
   meta = DatasetMeta(task, shape, 0, 0, 0, 1, None, DeviceAugment.from_spec(spec))
   training = _abstract_training(config, module, shape)
-  update = trainer.make_update(config, module, training, meta, devices=list(devices))
+  placement = parallel.from_config(config, list(devices))
+  update = trainer.make_update(config, module, training, meta, placement)
   batch = _batch_spec(config, num_classes, per_chip_batch)
   paper = 3 * 2e9 * _forward_gflops(description) * per_chip_batch
   figures = {
     'per_chip_batch': per_chip_batch,
-    'state_bytes': _bytes(training.state),
+    'state_bytes': placement.state_bytes_per_device(training.state),
     'batch_bytes': _bytes(batch),
     'paper_flops': paper,
   }
   try:
-    compiled = update.lower(
-      _replicated(training.state, len(devices)), _replicated(batch, len(devices))
-    ).compile()
+    rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(devices), *x.shape), x.dtype), batch)
+    compiled = update.lower(placement.abstract_state(training.state), rows).compile()
   except Exception as e:  # XLA's out-of-memory is a finding, not a crash
     if 'RESOURCE_EXHAUSTED' not in str(e):
       raise

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import collections
+import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -20,6 +21,7 @@ def prefetch_to_device(
   batches: Iterator[dict[str, np.ndarray]],
   size: int = 2,
   devices: Sequence[Any] | None = None,
+  put_array: Callable[[np.ndarray], Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
   """Yields batches whose arrays already live on the devices, `size` ahead.
 
@@ -28,6 +30,9 @@ def prefetch_to_device(
       iterators yield them).
     size: batches kept in flight (dataset_configs.prefetch_to_device).
     devices: the local devices (default: jax.local_devices()).
+    put_array: how one array goes to the devices instead (the trainer's
+      placement, `vivit_jax.train.parallel`), e.g. as rows of a global batch
+      over a mesh.
 
   Returns:
     Batches whose arrays are sharded over `devices` along axis 0, ready for
@@ -39,10 +44,11 @@ def prefetch_to_device(
   mesh = jax.sharding.Mesh(np.array(devices), ('devices',))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('devices'))
 
+  put_array = put_array or functools.partial(jax.device_put, device=sharding)
+
   def put(batch: dict[str, np.ndarray]) -> dict[str, Any]:
     return {
-      name: value if name in HOST_ONLY_KEYS else jax.device_put(value, sharding)
-      for name, value in batch.items()
+      name: value if name in HOST_ONLY_KEYS else put_array(value) for name, value in batch.items()
     }
 
   try:

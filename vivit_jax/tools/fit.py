@@ -6,12 +6,16 @@ temporaries and peak memory against the chip's HBM; the compiled FLOPs against
 3x the paper's forward count (the excess is recomputation, asked for with
 remat or chosen by the compiler to fit); a lower bound on the step time (FLOPs
 at the chip's peak: a bound, not a measurement); the largest batch per chip
-that fits; and, when the config does not fit, which of bf16 and remat makes it
-fit. An out-of-memory is a finding, printed as one line.
+that fits; and, when the config does not fit, which of bf16, remat and the
+state split over the chips (FSDP) makes it fit. An out-of-memory is a finding,
+printed as one line. The config's `parallelism` is compiled as it is: with
+`--config.parallelism=mesh --config.mesh.fsdp=N` each chip holds 1/N of the state.
 
   python -m vivit_jax.tools.fit --config=configs/k400_fe.py --topology=v5litepod-16
   python -m vivit_jax.tools.fit --config=configs/k400_fe.py --topology=v4-32 \
       --per_chip_batch=8 --config.model_dtype_str=bfloat16
+  python -m vivit_jax.tools.fit --config=configs/k400_fe_large.py --topology=v5litepod-16 \
+      --config.parallelism=mesh --config.mesh.fsdp=-1
   python -m vivit_jax.tools.fit --config=configs/synthetic.py --topology=local
 
 `--topology=local` compiles for this machine's devices instead (a GPU's
@@ -45,7 +49,10 @@ _SEARCH_LIMIT = flags.DEFINE_integer(
   'search_limit', 256, 'The search stops at this many clips per chip.', lower_bound=1
 )
 _SUGGEST = flags.DEFINE_bool(
-  'suggest', True, 'When the step does not fit, try bf16, remat and both.'
+  'suggest',
+  True,
+  'When the step does not fit, try bf16, remat, both, and both with the state split over all '
+  'chips (parallelism=mesh, mesh.fsdp=-1).',
 )
 flags.mark_flags_as_required(['config', 'topology'])
 
@@ -93,10 +100,13 @@ def _per_chip_batch(config, num_devices: int) -> int:
   return config.batch_size // num_devices
 
 
-def _variant(config, dtype: str, remat: bool):
+def _variant(config, dtype: str, remat: bool, fsdp: bool = False):
   changed = copy.deepcopy(config)
   changed.model_dtype_str = dtype
   changed.model.remat = remat
+  if fsdp:
+    changed.parallelism = 'mesh'
+    changed.mesh.fsdp = -1
   return changed
 
 
@@ -105,10 +115,13 @@ def main(argv) -> None:
   config = config_lib.resolve(_CONFIG.value)
   what, devices, hbm, chip = _devices_and_memory(_TOPOLOGY.value)
   per_chip = _per_chip_batch(config, len(devices))
+  parallelism = config.parallelism
+  if parallelism == 'mesh':
+    parallelism += f', fsdp {config.mesh.fsdp}'
   settings = (
     f'{config.model_dtype_str}, remat {config.model.remat}, attention '
     f'{config.model.attention_implementation}, augment_on_device '
-    f'{config.dataset_configs.augment_on_device}'
+    f'{config.dataset_configs.augment_on_device}, {parallelism}'
   )
   print(f'{os.path.basename(flags.FLAGS["config"].config_filename)} on {what} ({settings})')
   start = time.time()
@@ -127,17 +140,19 @@ def main(argv) -> None:
       at_least = '>= ' if largest == _SEARCH_LIMIT.value else ''
       print(_row(f'largest batch per chip that fits: {at_least}{largest}', best, hbm, chip))
   if not fits and _SUGGEST.value:
-    for label, dtype, remat in (
-      ('bf16', 'bfloat16', config.model.remat),
-      ('remat', config.model_dtype_str, True),
-      ('bf16 + remat', 'bfloat16', True),
-    ):
-      option = fit.compile_step(_variant(config, dtype, remat), devices, per_chip)
+    options = [
+      ('bf16', 'bfloat16', config.model.remat, False),
+      ('remat', config.model_dtype_str, True, False),
+      ('bf16 + remat', 'bfloat16', True, False),
+    ]
+    if len(devices) > 1:
+      options.append(('bf16 + remat + FSDP over all chips', 'bfloat16', True, True))
+    for label, dtype, remat, fsdp in options:
+      option = fit.compile_step(_variant(config, dtype, remat, fsdp), devices, per_chip)
       print(_row(f'with {label}', option, hbm, chip), flush=True)
     print(
       'Not available yet: a fused TPU attention kernel (model.attention_implementation has '
-      "'cudnn' for GPUs only) and sharded parameters and optimiser state (FSDP): each chip holds "
-      'the whole state.'
+      "'cudnn' for GPUs only)."
     )
 
 

@@ -13,6 +13,7 @@ import errno
 import logging as pylogging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -25,6 +26,7 @@ from jax.experimental import multihost_utils
 from vivit_jax import fileio
 from vivit_jax.checkpoints import workdir
 from vivit_jax.errors import UserError
+from vivit_jax.train.parallel import unreplicate_to_host
 from vivit_jax.train.state import TrainState
 
 
@@ -36,21 +38,6 @@ class _QuietOrbax(pylogging.Filter):
 def quiet_orbax_logging() -> None:
   """Drops Orbax's per-save INFO chatter from absl's log so a training log stays readable."""
   logging.get_absl_handler().addFilter(_QuietOrbax())
-
-
-def unreplicate_to_host(tree: Any) -> Any:
-  """The first local device's copy of a replicated pytree, as numpy arrays.
-
-  Reads that device's buffer directly: no compiled slice, no copy of the other
-  replicas to the host.
-  """
-
-  def first(x):
-    if isinstance(x, jax.Array):
-      return np.asarray(x.addressable_shards[0].data)[0]
-    return np.asarray(x)[0]
-
-  return jax.tree_util.tree_map(first, tree)
 
 
 class CheckpointMismatchError(UserError, ValueError):
@@ -91,9 +78,15 @@ class Checkpointer:
     """The newest complete checkpoint's step, or None."""
     return self._manager.latest_step()
 
-  def save(self, state: TrainState, *, replicated: bool = True) -> int:
-    """Starts writing `state` (all processes must call this); returns its step."""
-    host = unreplicate_to_host(state) if replicated else jax.device_get(state)
+  def save(self, state: TrainState, *, to_host: Callable[[Any], Any] = unreplicate_to_host) -> int:
+    """Starts writing `state` (all processes must call this); returns its step.
+
+    `to_host` makes whole numpy arrays of it: the placement's `to_host`
+    (`parallel`), `jax.device_get` for a state on one device. Either mode's
+    checkpoint is the same whole arrays, so it restores under the other and on
+    any number of devices.
+    """
+    host = to_host(state)
     step = int(host.step)
     tree = flax.serialization.to_state_dict(host)
     try:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 from clu import periodic_actions, platform
 
 from vivit_jax.errors import UserError
-from vivit_jax.train.checkpointing import unreplicate_to_host
+from vivit_jax.train.parallel import unreplicate_to_host
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -111,7 +111,8 @@ class LateFiniteCheck:
   checked metrics collect in `history` for the next summary.
   """
 
-  def __init__(self):
+  def __init__(self, to_host: Callable[[Any], Any] = unreplicate_to_host):
+    self._to_host = to_host  # The placement's (`parallel`): metrics as numpy.
     self._pending: tuple[int, Any] | None = None
     self.history: list[dict[str, np.ndarray]] = []
 
@@ -129,7 +130,7 @@ class LateFiniteCheck:
     if self._pending is None:
       return
     step, metrics = self._pending
-    host = unreplicate_to_host(metrics)
+    host = self._to_host(metrics)
     if not host['finite']:
       raise NonFiniteLossError(
         f'Non-finite training loss at step {step} (loss {host["total_loss"]}, gradient norm '

@@ -1,13 +1,14 @@
-"""Step factories: pure per-device functions, mapped with `jax.pmap`.
+"""Step factories: pure per-device functions, mapped over the devices by `parallel`.
 
-As in vit_jax, `make_update_fn` takes plain values, not the config, and
-returns the compiled step, so nothing from the config enters traced code by
-accident.
+`parallel.Replicated` maps them with `jax.pmap` (the default), `parallel.Sharded`
+with `jax.vmap` under `jax.jit` over a mesh; the functions are the same. As in
+vit_jax, `make_update_fn` takes plain values, not the config, and returns the
+compiled step, so nothing from the config enters traced code by accident.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -15,11 +16,11 @@ import jax.numpy as jnp
 import optax
 
 from vivit_jax.task import Task
-from vivit_jax.train import losses, mixup
+from vivit_jax.train import losses, mixup, parallel
 from vivit_jax.train.schedules import Schedule
 from vivit_jax.train.state import TrainState
 
-AXIS = 'batch'
+AXIS = parallel.AXIS
 # Folded into each device's key for the device augmentation's random draws.
 _AUGMENT_STREAM = 1
 Batch = dict[str, jax.Array]
@@ -47,9 +48,9 @@ def make_update_fn(
   cutmix_alpha: float | None = None,
   cutmix_switch_prob: float = 0.5,
   device_augment: Callable[[Batch, jax.Array], jax.Array] | None = None,
-  devices: Sequence[jax.Device] | None = None,
+  placement: parallel.Replicated | parallel.Sharded | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
-  """Returns the pmapped train step `(state, batch) -> (state, metrics)`.
+  """Returns the train step `(state, batch) -> (state, metrics)`, pmapped by default.
 
   Per device, in order: the dataset's device augmentation (if any), mixup /
   CutMix, forward pass with dropout and
@@ -73,15 +74,17 @@ def make_update_fn(
     device_augment: the dataset's `meta.device_augment`, `(batch, rng) ->
       inputs` (with `dataset_configs.augment_on_device`: u8 inputs; resize,
       colour, normalisation, erasing); None when the batch's 'inputs' are ready.
-    devices: the devices to map over (pmap's default: all); `vivit_jax.fit`
-      passes a TPU slice's devices to compile the step for it.
+    placement: how the step is spread over devices (`parallel.from_config`);
+      default `parallel.Replicated()`, pmap over all devices. `vivit_jax.fit`
+      passes one over a TPU slice's devices to compile the step for it.
 
   Returns:
-    A function of a replicated state and a batch {'inputs': f32[D, B, T, H, W, 3],
-    'label': f32[D, B, C], 'batch_mask': f32[D, B]} returning the new state
-    and replicated metrics f32[D] ('loss', 'total_loss', 'top1', 'top5',
-    'learning_rate', 'grad_norm', 'finite'). The state is donated; the batch
-    is not, since no output has its shape and XLA could not reuse it.
+    A function of the state (as `placement.place_state` puts it) and a batch
+    {'inputs': f32[D, B, T, H, W, 3], 'label': f32[D, B, C], 'batch_mask':
+    f32[D, B]} returning the new state and the metrics ('loss', 'total_loss',
+    'top1', 'top5', 'learning_rate', 'grad_norm', 'finite'; read them with
+    `placement.to_host`). The state is donated; the batch is not, since no
+    output has its shape and XLA could not reuse it.
   """
   mixing = bool(mixup_alpha) or bool(cutmix_alpha)
 
@@ -143,7 +146,7 @@ def make_update_fn(
     new_state = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new_state, state)
     return new_state, metrics
 
-  return jax.pmap(update, axis_name=AXIS, donate_argnums=(0,), devices=devices)
+  return (placement or parallel.Replicated()).train_step(update)
 
 
 def _combine_views(view_logits: jax.Array, task: Task, softmax: bool) -> jax.Array:
@@ -166,8 +169,9 @@ def make_eval_fn(
   task: Task,
   multiview: bool = False,
   softmax_average: bool = False,
+  placement: parallel.Replicated | parallel.Sharded | None = None,
 ) -> Callable[[Any, jax.Array], jax.Array]:
-  """Returns the pmapped inference step `(params, inputs) -> logits`.
+  """Returns the inference step `(params, inputs) -> logits`, pmapped by default.
 
   Args:
     apply_fn: the model's `apply`.
@@ -176,6 +180,7 @@ def make_eval_fn(
       views run one after another (bounded memory) and are averaged.
     softmax_average: average probabilities (returned as log-probabilities)
       instead of logits; `config.multicrop_softmax_logits`.
+    placement: as for `make_update_fn`; the params are placed by it.
 
   Returns:
     A function of replicated params and f32[D, B, (V,) T, H, W, 3] inputs
@@ -191,4 +196,4 @@ def make_eval_fn(
     )
     return _combine_views(view_logits, task, softmax_average)
 
-  return jax.pmap(predict, axis_name=AXIS)
+  return (placement or parallel.Replicated()).eval_step(predict)

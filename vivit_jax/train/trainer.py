@@ -18,10 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
 import ml_collections
@@ -37,7 +36,7 @@ from vivit_jax.data.prefetch import prefetch_to_device
 from vivit_jax.errors import UnwritablePathError
 from vivit_jax.models import build_model, describe_model, stats
 from vivit_jax.task import Task
-from vivit_jax.train import evaluation, meters, resume, steps, summaries, workdir_lock
+from vivit_jax.train import evaluation, meters, parallel, resume, steps, summaries, workdir_lock
 from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher
 from vivit_jax.train.meters import NonFiniteLossError
 from vivit_jax.train.state import Training, build_training
@@ -113,9 +112,9 @@ def make_update(
   module: nn.Module,
   training: Training,
   meta: DatasetMeta,
-  devices: Sequence[jax.Device] | None = None,
+  placement: parallel.Replicated | parallel.Sharded,
 ) -> Callable:
-  """The pmapped train step `main.py` runs (over `devices`, default all); the config stays
+  """The train step `main.py` runs, spread over devices by `placement`; the config stays
   outside traced code. `vivit_jax.fit` compiles this same step for a TPU slice."""
   return steps.make_update_fn(
     apply_fn=module.apply,
@@ -130,7 +129,7 @@ def make_update(
     cutmix_alpha=config.mixup.cutmix_alpha,
     cutmix_switch_prob=config.mixup.cutmix_switch_prob,
     device_augment=meta.device_augment,
-    devices=devices,
+    placement=placement,
   )
 
 
@@ -143,8 +142,8 @@ class SplitEvaluator:
     task: how labels and logits are read.
     label_smoothing: as in training, for the evaluation loss.
     writer: where scalars and confusion images go.
-    predict: the pmapped eval step for one view per clip.
-    predict_test: the pmapped eval step for the multi-view test split.
+    predict: the eval step for one view per clip.
+    predict_test: the eval step for the multi-view test split.
     total_steps: at this step, predictions are also written.
     predictions_dir: where `predictions_<split>.jsonl` goes; None on processes
       other than the chief.
@@ -164,7 +163,7 @@ class SplitEvaluator:
 
     Args:
       split: 'validation' or 'test'.
-      params: the replicated parameters.
+      params: the parameters, as the placement holds them.
       step: the training step, for the summaries.
 
     Returns:
@@ -209,20 +208,22 @@ def _make_evaluator(
   writer: summaries.SplitWriters,
   total_steps: int,
   predictions_dir: str | None,
+  placement: parallel.Replicated | parallel.Sharded,
 ) -> SplitEvaluator:
-  """The evaluator of `dataset`'s splits with pmapped eval steps of `module`."""
+  """The evaluator of `dataset`'s splits with eval steps of `module` spread by `placement`."""
   task = dataset.meta.task
   return SplitEvaluator(
     dataset=dataset,
     task=task,
     label_smoothing=config.label_smoothing,
     writer=writer,
-    predict=steps.make_eval_fn(apply_fn=module.apply, task=task),
+    predict=steps.make_eval_fn(apply_fn=module.apply, task=task, placement=placement),
     predict_test=steps.make_eval_fn(
       apply_fn=module.apply,
       task=task,
       multiview=True,
       softmax_average=config.multicrop_softmax_logits,
+      placement=placement,
     ),
     total_steps=total_steps,
     predictions_dir=predictions_dir,
@@ -290,6 +291,7 @@ def train_and_evaluate(
     writer = summaries.SplitWriters(workdir, just_logging=not (is_chief and config.write_summary))
     # Devices: each process feeds its local devices a slice of the global batch.
     num_devices = _num_devices(config)
+    placement = parallel.from_config(config)
     if module is None:  # The model's keys too (patch vs crop, tubelet vs frames), before the data.
       describe_model(config)
 
@@ -328,21 +330,24 @@ def train_and_evaluate(
       model_info = _log_model(module, state.params, input_shape, config.count_flops)
 
     # Compiled steps.
-    update = make_update(config, module, training, meta)
+    update = make_update(config, module, training, meta, placement)
     evaluator = _make_evaluator(
-      config, module, dataset, writer, total_steps, workdir if is_chief else None
+      config, module, dataset, writer, total_steps, workdir if is_chief else None, placement
     )
 
     # The loop.
-    state = flax.jax_utils.replicate(state)
+    logging.info('Parallelism: %s', placement.describe(state))
+    state = placement.place_state(state)
     # Batches are copied to the devices a few steps ahead, overlapping the step.
     train_iter = prefetch_to_device(
-      dataset.train_iter(start_step=start_step), config.dataset_configs.prefetch_to_device
+      dataset.train_iter(start_step=start_step),
+      config.dataset_configs.prefetch_to_device,
+      put_array=placement.put_batch,
     )
     watcher = PreemptionWatcher(checkpointer)
     hooks = _hooks(config, workdir, start_step, total_steps) if is_chief else []
     results: dict[str, Any] = {'step': total_steps, **model_info}
-    finite = meters.LateFiniteCheck()
+    finite = meters.LateFiniteCheck(placement.to_host)
     meter = meters.ThroughputMeter(start_step, config.batch_size, num_devices)
     logging.info(
       'Training steps %d..%d (%d per epoch).', start_step + 1, total_steps, steps_per_epoch
@@ -367,7 +372,7 @@ def train_and_evaluate(
         stop = watcher.should_stop(step)
         if config.checkpoint and (due(step, checkpoint_every, total_steps) or stop):
           finite.flush()  # Never write a state that followed a NaN step.
-          checkpointer.save(state)
+          checkpointer.save(state, to_host=placement.to_host)
 
         # A stopping run skips its evaluation: a preemption notice leaves seconds,
         # and the checkpoint must be complete before the process ends.
