@@ -24,7 +24,7 @@ trains on any DMVR-format dataset from the command line:
 
 import os
 
-from configs import common
+from vivit_jax.config import get_defaults
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_TRAIN = 4096
@@ -47,7 +47,8 @@ def get_config(options: str | None = None):
   if unknown:
     raise ValueError(f'configs/synthetic.py:{options}: unknown {unknown}; expected {_OPTIONS}.')
   variant = 'temporal_order' if 'temporal_order' in chosen else 'motion'
-  c = common.base_config('vivit_synthetic')
+  c = get_defaults()
+  c.experiment_name = 'vivit_synthetic'
   c.dataset_name = 'video_tfrecord_dataset'
 
   d = c.dataset_configs
@@ -102,6 +103,7 @@ def get_config(options: str | None = None):
 
   c.optimizer = 'adamw'
   c.optimizer_configs.weight_decay = 0.05
+  c.l2_decay_factor = 0.0  # adamw's decoupled weight decay is the only one.
   c.batch_size = 32
   c.eval_batch_size = 64
   c.num_training_steps = STEPS

@@ -18,7 +18,6 @@ with headless Chromium:
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from collections.abc import Sequence
 
@@ -30,9 +29,6 @@ _CONFIG = flags.DEFINE_string('config', 'configs/synthetic.py', 'The config it w
 _OUT = flags.DEFINE_string('out', 'docs', 'Where to write the PNG files.')
 
 _SPLITS = ('train', 'validation', 'test')
-# The configs import `configs.common`: the repository root must be importable, as it is
-# for `python -m` and main.py run from there.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _events(run_dir: str):

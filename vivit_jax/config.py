@@ -529,10 +529,7 @@ def batch_split_problem(name: str, total: int, hosts: int, local_devices: int) -
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-  """Loads `get_config()` from a config file, as `--config=path` does.
-
-  Config files import `configs.common`, so run from the repository root.
-  """
+  """Loads `get_config()` from a config file, as `--config=path` does."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f'Config file {path!r} does not exist.')
   name = os.path.splitext(os.path.basename(path))[0]

@@ -63,7 +63,7 @@ class Size:
   """A model size with its clip, and the batch and timed steps the check uses for it."""
 
   label: str
-  encoder: tuple[int, int, int, int]  # width, heads, MLP width, layers (as configs/common.py)
+  encoder: tuple[int, int, int, int]  # width, heads, MLP width, layers (as ViT's sizes)
   tubelet: tuple[int, int, int]
   num_frames: int
   crop_size: int
@@ -302,7 +302,7 @@ def pipeline_config(base, data_dir: str, side: int, batch: int, on_device: bool)
   d.examples_per_subset = {'train': _PIPELINE_CLIPS}
   d.shuffle_buffer_size = _PIPELINE_CLIPS
   d.augment_on_device = on_device
-  # The K400 recipe of configs/common.py: flip, scale jitter, colour.
+  # configs/k400_fe.py's augmentation: flip, scale jitter, colour.
   d.augmentation_params.update(do_jitter_scale=True, do_color_augment=True)
   return config
 
@@ -353,8 +353,6 @@ def _default_config() -> ml_collections.ConfigDict:
   path = os.path.join(root, 'configs', 'synthetic.py')
   if not os.path.isfile(path):
     raise MissingFileError(f'{path} is missing: give the training run a --config.')
-  if root not in sys.path:  # Config files import `configs.common`.
-    sys.path.insert(0, root)
   return load_config_file(path)
 
 

@@ -34,7 +34,7 @@ def main(argv):
     configs = [
       (os.path.splitext(os.path.basename(p))[0], p)
       for p in paths
-      if not os.path.basename(p).startswith(('_', 'common'))
+      if not os.path.basename(p).startswith('_')
     ]
     entries = [(name, load_config_file(path)) for name, path in configs]
   elif _CONFIG.value is not None:
