@@ -202,21 +202,16 @@ def test_train_step_finishes_u8_batches_as_it_would_finished_ones():
   finished = dict(batch, inputs=np.asarray(finish.host_batch_inputs(batch, jax.random.key(0))))
   tx = optax.sgd(0.1)
   params = {'w': jnp.asarray(rng.normal(size=(3, 3)), jnp.float32)}
-  state = TrainState(
-    step=jnp.int32(0),
+  state = TrainState.create(
+    apply_fn=apply_fn,
     params=params,
-    opt_state=tx.init(params),
+    tx=tx,
+    schedule=lambda step: jnp.float32(0.1),
     rng=jax.random.key_data(jax.random.key(0)),
   )
   results = []
   for device_augment, data in ((finish, batch), (None, finished)):
-    update = steps.make_update_fn(
-      apply_fn=apply_fn,
-      tx=tx,
-      schedule=lambda step: jnp.float32(0.1),
-      task=Task(3),
-      device_augment=device_augment,
-    )
+    update = steps.make_update_fn(Task(3), steps.StepOptions(), device_augment=device_augment)
     replicated = flax.jax_utils.replicate(state)
     new_state, metrics = update(replicated, data)
     results.append((np.asarray(new_state.params['w'][0]), float(metrics['loss'][0])))

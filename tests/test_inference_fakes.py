@@ -67,6 +67,10 @@ def write_orbax_workdir(workdir: str, params: dict, step: int = 5) -> None:
     params=params,
     opt_state={'mu': jax.tree_util.tree_map(np.ones_like, params)},
     rng=np.zeros(2, np.uint32),
+    # Only written, never stepped: no model, optimiser or schedule (not in checkpoints).
+    apply_fn=None,
+    tx=None,
+    schedule=None,
   )
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
   checkpointer.save(state, to_host=jax.device_get)

@@ -390,14 +390,15 @@ def test_description_names_the_modules_and_shapes_of_the_parameter_tree(
 ):
   config = tiny_config(attention_type, classifier, **extra)
   model = describe_model(config)
-  assert model.input_shape == (4, 8, 8, 3) and model.attention_type == attention_type
-  assert model.hidden_size == 16 and model.num_classes == 5 and model.classifier == classifier
+  assert model.input_shape == (4, 8, 8, 3) and model.attention.type == attention_type
+  assert model.tokens.hidden_size == 16 and model.head.num_classes == 5
+  assert model.head.classifier == classifier
   assert model.spatial_only_baseline == (extra is BASELINE)
   # 8 sampled frames of a 4-frame clip are its 4 frames; tubelets of 2 frames give 2 steps.
   sampled = extra is SAMPLED
-  assert model.temporal_encoding == ('temporal_sampling' if sampled else '3d_conv')
+  assert model.tokens.method == ('temporal_sampling' if sampled else '3d_conv')
   assert model.token_grid == ((4 if sampled else 2), 2, 2)
-  assert model.patch_size == ((4, 4, 1) if sampled else (4, 4, 2))
+  assert model.tokens.patch_size == ((4, 4, 1) if sampled else (4, 4, 2))
   clip = jax.ShapeDtypeStruct((1, *model.input_shape), jnp.float32)
   init = lambda module: jax.eval_shape(
     lambda x: module.init({'params': jax.random.key(0)}, x, train=False), clip
@@ -421,7 +422,7 @@ def test_description_names_the_modules_and_shapes_of_the_parameter_tree(
 def test_description_without_classes_builds_no_model():
   config = tiny_config()
   del config['dataset_configs']['num_classes']
-  assert describe_model(config).num_classes is None
-  assert describe_model(config, 3).num_classes == 3
+  assert describe_model(config).head.num_classes is None
+  assert describe_model(config, 3).head.num_classes == 3
   with pytest.raises(ConfigError, match='dataset_configs.num_classes'):
     build_model(config)

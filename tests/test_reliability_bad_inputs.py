@@ -27,7 +27,7 @@ from vivit_jax.train.checkpointing import (
   CheckpointMismatchError,
   CheckpointSaveError,
 )
-from vivit_jax.train.state import create_train_state, init_params
+from vivit_jax.train.state import TrainState, init_params
 
 
 def _config(steps):
@@ -48,10 +48,13 @@ def _train(workdir, steps, width=16):
 
 
 def _restore(workdir, width=16):
-  target = create_train_state(
-    init_params(TinyModel(6, width=width), jax.random.key(0), (4, 8, 8, 3)),
-    optimizers.build_optimizer(_config(1), lambda s: 0.0),
-    jax.random.key_data(jax.random.key(0)),  # The state holds raw key data.
+  model, schedule = TinyModel(6, width=width), lambda s: 0.0
+  target = TrainState.create(
+    apply_fn=model.apply,
+    params=init_params(model, jax.random.key(0), (4, 8, 8, 3)),
+    tx=optimizers.build_optimizer(_config(1), schedule),
+    schedule=schedule,
+    rng=jax.random.key_data(jax.random.key(0)),  # The state holds raw key data.
   )
   return Checkpointer(os.path.join(workdir, 'checkpoints')).restore(target)
 

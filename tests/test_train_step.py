@@ -11,7 +11,7 @@ from train_fakes import FakeDataset, TinyModel
 from vivit_jax.config import get_defaults
 from vivit_jax.task import Task
 from vivit_jax.train import losses, optimizers, schedules, steps
-from vivit_jax.train.state import build_training, create_train_state, init_params
+from vivit_jax.train.state import TrainState, build_train_state, init_params
 
 NUM_CLASSES = 6
 TASK = Task(NUM_CLASSES)
@@ -21,13 +21,16 @@ def _replicate(tree, n):
   return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
 
 
-def _setup(tx, dropout_rate=0.0, **kwargs):
+def _setup(tx, dropout_rate=0.0, **options):
   model = TinyModel(NUM_CLASSES, dropout_rate=dropout_rate)
-  params = init_params(model, jax.random.key(0), (4, 8, 8, 3))
-  state = create_train_state(params, tx, jax.random.key_data(jax.random.key(1)))
-  update = steps.make_update_fn(
-    apply_fn=model.apply, tx=tx, schedule=lambda s: 0.1, task=TASK, **kwargs
+  state = TrainState.create(
+    apply_fn=model.apply,
+    params=init_params(model, jax.random.key(0), (4, 8, 8, 3)),
+    tx=tx,
+    schedule=lambda s: 0.1,
+    rng=jax.random.key_data(jax.random.key(1)),
   )
+  update = steps.make_update_fn(TASK, steps.StepOptions(**options))
   return model, state, update
 
 
@@ -154,18 +157,59 @@ def test_multi_view_scores_average_the_views(softmax):
   assert not np.allclose(per_view[0], per_view[1])
 
 
-def test_build_training_from_a_typed_key_matches_the_raw_key_wiring():
+def test_build_train_state_from_a_typed_key_matches_the_raw_key_wiring():
   # Checkpoints written before typed keys hold a raw u32[2] rng and parameters
-  # drawn from PRNGKey: build_training must reproduce both exactly, or resuming
+  # drawn from PRNGKey: build_train_state must reproduce both exactly, or resuming
   # such a checkpoint would change the run.
   config = get_defaults()
   model = TinyModel(NUM_CLASSES)
-  built = build_training(config, model, (4, 8, 8, 3), 10, jax.random.key(3))
+  built = build_train_state(config, model, (4, 8, 8, 3), 10, jax.random.key(3))
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(3))
-  tx = optimizers.build_optimizer(config, schedules.build_schedule(config.lr_configs, 10))
-  wired = create_train_state(init_params(model, init_rng, (4, 8, 8, 3)), tx, train_rng)
-  assert built.state.rng.dtype == np.uint32 and built.state.rng.shape == (2,)
-  np.testing.assert_array_equal(built.state.rng, wired.rng)
-  jax.tree_util.tree_map(np.testing.assert_array_equal, built.state.params, wired.params)
-  jax.tree_util.tree_map(np.testing.assert_array_equal, built.state.opt_state, wired.opt_state)
-  assert built.schedule(10) == schedules.build_schedule(config.lr_configs, 10)(10)
+  schedule = schedules.build_schedule(config.lr_configs, 10)
+  wired = TrainState.create(
+    apply_fn=model.apply,
+    params=init_params(model, init_rng, (4, 8, 8, 3)),
+    tx=optimizers.build_optimizer(config, schedule),
+    schedule=schedule,
+    rng=train_rng,
+  )
+  assert built.rng.dtype == np.uint32 and built.rng.shape == (2,)
+  np.testing.assert_array_equal(built.rng, wired.rng)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, built.params, wired.params)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, built.opt_state, wired.opt_state)
+  assert built.schedule(10) == schedule(10)
+  assert built.apply_fn == model.apply
+
+
+def test_the_state_checkpoints_and_maps_only_its_arrays():
+  # apply_fn, tx and schedule are static: checkpoints (the state dict) and the
+  # compiled steps (the leaves) see step, params, opt_state and rng, in that order.
+  model = TinyModel(NUM_CLASSES)
+  state = build_train_state(get_defaults(), model, (4, 8, 8, 3), 10, jax.random.key(0))
+  state_dict = flax.serialization.to_state_dict(state)
+  assert list(state_dict) == ['step', 'params', 'opt_state', 'rng']
+  arrays = (state.step, state.params, state.opt_state, state.rng)
+  assert list(map(id, jax.tree.leaves(state))) == list(map(id, jax.tree.leaves(arrays)))
+  # A restore keeps the target's static fields.
+  restored = flax.serialization.from_state_dict(state, jax.device_get(state_dict))
+  assert restored.tx is state.tx and restored.schedule is state.schedule
+
+
+def test_step_options_read_each_key_of_the_config():
+  config = get_defaults()
+  config.label_smoothing = 0.1
+  config.l2_decay_factor = 1e-4
+  config.max_grad_norm = 2.0
+  config.clip_grads_per_device = True
+  config.mixup.alpha = 0.3
+  config.mixup.cutmix_alpha = 0.7
+  config.mixup.cutmix_switch_prob = 0.25
+  assert steps.StepOptions.from_config(config) == steps.StepOptions(
+    label_smoothing=0.1,
+    l2_decay_factor=1e-4,
+    max_grad_norm=2.0,
+    clip_grads_per_device=True,
+    mixup_alpha=0.3,
+    cutmix_alpha=0.7,
+    cutmix_switch_prob=0.25,
+  )

@@ -17,7 +17,7 @@ from train_fakes import (  # noqa: F401 (fixture)
 from vivit_jax.config import get_defaults
 from vivit_jax.train import optimizers, trainer
 from vivit_jax.train.checkpointing import Checkpointer
-from vivit_jax.train.state import create_train_state, init_params
+from vivit_jax.train.state import TrainState, init_params
 
 pytestmark = pytest.mark.usefixtures('compilation_cache')
 
@@ -59,10 +59,13 @@ def _model():
 
 
 def _final_params(workdir):
-  target = create_train_state(
-    init_params(_model(), jax.random.key(0), (4, 8, 8, 3)),
-    optimizers.build_optimizer(_config(), lambda s: 0.0),
-    jax.random.key_data(jax.random.key(0)),  # The state holds raw key data.
+  model, schedule = _model(), lambda s: 0.0
+  target = TrainState.create(
+    apply_fn=model.apply,
+    params=init_params(model, jax.random.key(0), (4, 8, 8, 3)),
+    tx=optimizers.build_optimizer(_config(), schedule),
+    schedule=schedule,
+    rng=jax.random.key_data(jax.random.key(0)),  # The state holds raw key data.
   )
   return Checkpointer(os.path.join(workdir, 'checkpoints')).restore(target)
 

@@ -38,7 +38,7 @@ from vivit_jax.models import build_module, describe_model
 from vivit_jax.models import stats as stats_lib
 from vivit_jax.task import task_from_config
 from vivit_jax.train import optimizers, parallel, schedules, trainer
-from vivit_jax.train.state import Training, create_train_state
+from vivit_jax.train.state import TrainState
 
 GIB = 1024**3
 LIBTPU_ENV = 'TPU_LIBRARY_PATH'
@@ -248,8 +248,8 @@ def _batch_spec(config: ml_collections.ConfigDict, num_classes: int, batch: int)
   return out
 
 
-def _abstract_training(config, module, input_shape) -> Training:
-  """The trainer's schedule and optimiser, and its state as shapes (nothing allocated)."""
+def _abstract_state(config, module, input_shape) -> TrainState:
+  """The trainer's state as shapes (nothing allocated), with its schedule and optimiser."""
   # The step's program does not depend on the schedule's length (as in perf.measure).
   schedule = schedules.build_schedule(config.lr_configs, 1000)
   tx = optimizers.build_optimizer(config, schedule)
@@ -257,9 +257,11 @@ def _abstract_training(config, module, input_shape) -> Training:
   def init(key):
     video = jnp.zeros((1, *input_shape), jnp.float32)
     params = module.init({'params': key, 'dropout': key}, video, train=False)['params']
-    return create_train_state(params, tx, jax.random.key_data(key))
+    return TrainState.create(
+      apply_fn=module.apply, params=params, tx=tx, schedule=schedule, rng=jax.random.key_data(key)
+    )
 
-  return Training(schedule, tx, jax.eval_shape(init, jax.random.key(0)))
+  return jax.eval_shape(init, jax.random.key(0))
 
 
 def _one_line(error: Exception) -> str:
@@ -285,24 +287,24 @@ def compile_step(
   description = describe_model(config)
   module = build_module(description)
   shape = description.input_shape
-  num_classes = description.num_classes
+  num_classes = description.head.num_classes
   task = task_from_config(config.dataset_configs, num_classes)
   spec = ClipSpec.from_config(config.dataset_configs, num_classes)
   meta = DatasetMeta(task, shape, 0, 0, 0, 1, None, DeviceAugment.from_spec(spec))
-  training = _abstract_training(config, module, shape)
+  state = _abstract_state(config, module, shape)
   placement = parallel.from_config(config, list(devices))
-  update = trainer.make_update(config, module, training, meta, placement)
+  update = trainer.make_update(config, meta, placement)
   batch = _batch_spec(config, num_classes, per_chip_batch)
   paper = 3 * 2e9 * _forward_gflops(description) * per_chip_batch
   figures = {
     'per_chip_batch': per_chip_batch,
-    'state_bytes': placement.state_bytes_per_device(training.state),
+    'state_bytes': placement.state_bytes_per_device(state),
     'batch_bytes': _bytes(batch),
     'paper_flops': paper,
   }
   try:
     rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(devices), *x.shape), x.dtype), batch)
-    compiled = update.lower(placement.abstract_state(training.state), rows).compile()
+    compiled = update.lower(placement.abstract_state(state), rows).compile()
   except Exception as e:  # XLA's out-of-memory is a finding, not a crash
     if 'RESOURCE_EXHAUSTED' not in str(e):
       raise

@@ -94,14 +94,13 @@ def measure(
   model = describe_model(config)
   module = build_module(model)
   shape = model.input_shape
-  num_classes = model.num_classes
+  num_classes = model.head.num_classes
   abstract = stats_lib.abstract_params(module, shape)
 
   # The step's cost does not depend on the schedule's length or the initial values.
-  training = state_lib.build_training(config, module, shape, 1000, jax.random.key(0))
-  update = steps.make_update_fn(
-    apply_fn=module.apply, tx=training.tx, schedule=training.schedule, task=Task(num_classes)
-  )
+  host_state = state_lib.build_train_state(config, module, shape, 1000, jax.random.key(0))
+  # No regularisers or mixing: the model's step, not the recipe's.
+  update = steps.make_update_fn(Task(num_classes), steps.StepOptions())
   video = jnp.zeros((1, batch_size, *shape), jnp.float32)
   batch = {
     'inputs': video,
@@ -111,9 +110,9 @@ def measure(
   infer = jax.jit(lambda p, x: module.apply({'params': p}, x, train=False))
   devices = jax.local_devices()[:1]
 
-  params = training.state.params
+  params = host_state.params
   # Placed as pmap places its outputs, so no call after the first recompiles.
-  state = flax.jax_utils.replicate(training.state, devices)
+  state = flax.jax_utils.replicate(host_state, devices)
   batch = next(prefetch_to_device(iter([batch]), 1, devices))
   train_compiled = update.lower(state, batch).compile()
   train_flops, train_bytes = _flops_and_bytes(train_compiled)
@@ -152,13 +151,14 @@ def measure(
 def embedding_comparison(config, batch_size: int, repeats: int) -> tuple[float, float]:
   """Seconds of the tubelet embedding as reshape+matmul (ours) and as nn.Conv."""
   model = describe_model(config)
-  fh, fw, ft = model.patch_size
+  width = model.tokens.hidden_size
+  fh, fw, ft = model.tokens.patch_size
   video = jnp.zeros((batch_size, *model.input_shape))
   # nn.Conv's default initialiser, so both layers take the same params.
   ours = PatchEmbedding(
-    model.hidden_size, (ft, fh, fw), kernel_init=nn.initializers.lecun_normal(), dtype=jnp.float32
+    width, (ft, fh, fw), kernel_init=nn.initializers.lecun_normal(), dtype=jnp.float32
   )
-  conv = nn.Conv(model.hidden_size, (ft, fh, fw), strides=(ft, fh, fw), padding='VALID')
+  conv = nn.Conv(width, (ft, fh, fw), strides=(ft, fh, fw), padding='VALID')
   params = ours.init(jax.random.key(0), video)
   times = []
   for layer in (ours, conv):
@@ -181,15 +181,11 @@ def input_pipeline_comparison(config, num_steps: int = 20) -> dict[str, float]:
   dataset = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
   meta = dataset.meta
   module = build_model(config, meta.num_classes)
-  training = state_lib.build_training(config, module, meta.input_shape, 1000, jax.random.key(0))
-  update = steps.make_update_fn(
-    apply_fn=module.apply,
-    tx=training.tx,
-    schedule=training.schedule,
-    task=meta.task,
-    device_augment=meta.device_augment,
+  host_state = state_lib.build_train_state(
+    config, module, meta.input_shape, 1000, jax.random.key(0)
   )
-  state = flax.jax_utils.replicate(training.state, device)
+  update = steps.make_update_fn(meta.task, steps.StepOptions(), device_augment=meta.device_augment)
+  state = flax.jax_utils.replicate(host_state, device)
   batches = prefetch_to_device(dataset.train_iter(), 2, device)
   fixed = next(batches)
   # Called compiled, as in `measure`: `update` would compile the step twice, once

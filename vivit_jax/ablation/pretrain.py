@@ -27,7 +27,7 @@ from vivit_jax.ablation import runner, sweeps
 from vivit_jax.checkpoints.formats import flatten, write_scenic
 from vivit_jax.models import build_module, describe_model
 from vivit_jax.train.checkpointing import Checkpointer
-from vivit_jax.train.state import build_training
+from vivit_jax.train.state import build_train_state
 from vivit_jax.train.trainer import train_and_evaluate
 
 CHECKPOINT = 'image_model/checkpoint'
@@ -38,7 +38,7 @@ def image_config(
 ) -> ml_collections.ConfigDict:
   """Model 1 on one frame per clip with 2D (h, w, 1) patches, no init_from."""
   overrides = dict(sweeps.variant_overrides(config, 'spacetime'))
-  h, w, _ = describe_model(config).patch_size
+  h, w, _ = describe_model(config).tokens.patch_size
   overrides.update(
     {
       'model.patches.size': (h, w, 1),
@@ -57,8 +57,7 @@ def _final_params(config: ml_collections.ConfigDict, workdir: str):
   """The trained parameters, restored from the workdir's latest checkpoint."""
   model = describe_model(config)
   # Only the target's structure matters: the restore replaces every value.
-  target = build_training(config, build_module(model), model.input_shape, 1, jax.random.key(0))
-  target = target.state
+  target = build_train_state(config, build_module(model), model.input_shape, 1, jax.random.key(0))
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
   try:
     return checkpointer.restore(target).params

@@ -65,7 +65,7 @@ class Sweep:
 
 def _depth(model: ModelDescription) -> tuple[int, int, int]:
   """(num_heads, mlp_dim, num_layers) of the base model, whichever variant it is."""
-  name = 'SpatialTransformer' if model.attention_type == 'factorized_encoder' else 'Transformer'
+  name = 'SpatialTransformer' if model.attention.type == 'factorized_encoder' else 'Transformer'
   size = model.encoders[name]
   return size.num_heads, size.mlp_dim, size.num_layers
 
@@ -76,7 +76,7 @@ def _temporal_default(config: ml_collections.ConfigDict, model: ModelDescription
   # temporal encoder, yet its temporal_transformer.num_layers is the depth this
   # sweep gives Model 2.
   temporal = config.model.temporal_transformer.num_layers
-  if model.attention_type == 'factorized_encoder' and temporal:
+  if model.attention.type == 'factorized_encoder' and temporal:
     return temporal
   return max(1, round(_depth(model)[2] / 3))
 
@@ -234,7 +234,7 @@ def tubelet_init(config: ml_collections.ConfigDict, checkpoint: str | None = Non
   """
   model = describe_model(config)
   num_frames = model.input_shape[0]
-  h, w, t = model.patch_size
+  h, w, t = model.tokens.patch_size
   model1 = variant_overrides(config, 'spacetime')
   init = {
     **model1,
@@ -321,7 +321,7 @@ def frames(config: ml_collections.ConfigDict, values: Sequence[int] | None = Non
   longer than its video wraps around (vivit_jax.data.sampling) and breaks the motion.
   """
   model = describe_model(config)
-  t = model.patch_size[2]
+  t = model.tokens.patch_size[2]
   if values is None:
     n = model.input_shape[0]
     values = sorted({max(t, v - v % t) for v in (n // 3, n // 2, 2 * n // 3, n)})

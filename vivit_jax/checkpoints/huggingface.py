@@ -174,7 +174,7 @@ def hf_config(
       when None, as transformers names them.
   """
   model = describe_model(config, num_classes)
-  ph, pw, pt = model.patch_size
+  ph, pw, pt = model.tokens.patch_size
   encoder = model.encoders['Transformer']
   num_frames, image_size = model.input_shape[:2]
   if label_names is not None and len(label_names) != num_classes:
@@ -191,7 +191,7 @@ def hf_config(
     'image_size': image_size,
     'tubelet_size': [pt, ph, pw],
     'num_channels': 3,
-    'hidden_size': model.hidden_size,
+    'hidden_size': model.tokens.hidden_size,
     'num_hidden_layers': encoder.num_layers,
     'num_attention_heads': encoder.num_heads,
     'intermediate_size': encoder.mlp_dim,

@@ -46,8 +46,8 @@ def check_params_match_config(
   missing, extra = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
   if missing or extra:
     problems.append(
-      f'the variant: model.attention_config.type={model.attention_type!r} '
-      f'(classifier={model.classifier!r}) has {", ".join(map(repr, missing[:3])) or "nothing"}'
+      f'the variant: model.attention_config.type={model.attention.type!r} '
+      f'(classifier={model.head.classifier!r}) has {", ".join(map(repr, missing[:3])) or "nothing"}'
       f'{" ..." if len(missing) > 3 else ""} that the params lack, and the params have '
       f'{", ".join(map(repr, extra[:3])) or "nothing"}{" ..." if len(extra) > 3 else ""} '
       'that it does not'
@@ -56,7 +56,7 @@ def check_params_match_config(
   num_frames, crop_size = model.input_shape[:2]
   sizes = (
     f'dataset_configs.num_frames={num_frames}, crop_size={crop_size}, '
-    f'model.patches.size (h, w, t)={model.patch_size}'
+    f'model.patches.size (h, w, t)={model.tokens.patch_size}'
   )
   posembs = [n for n in shared if n.endswith(_POSEMB)]
   if posembs:

@@ -125,7 +125,7 @@ def make_plan(config: ml_collections.ConfigDict | Mapping, num_classes: int | No
     'init_from.temporal_attention_init', init.temporal_attention_init, ('zero', 'copy_spatial')
   )
   return Plan(
-    kind=_KINDS[model.attention_type],
+    kind=_KINDS[model.attention.type],
     grid=model.token_grid,
     restore_positional_embedding=init.restore_positional_embedding,
     restore_input_embedding=init.restore_input_embedding,

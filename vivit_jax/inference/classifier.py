@@ -96,7 +96,7 @@ class VideoClassifier:
     self.module = build_module(self.model)
     self.input_shape = self.model.input_shape
     workdir.check_fits(self.module, params, self.input_shape, source, self.config)
-    num_classes = self.model.num_classes
+    num_classes = self.model.head.num_classes
     self.task = task_from_config(dc, num_classes)
     if label_names is not None and len(label_names) != num_classes:
       raise DataError(

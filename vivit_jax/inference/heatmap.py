@@ -79,9 +79,9 @@ def clip_attention(classifier: Any, frames: np.ndarray) -> Attention:
     classifier.module,
     classifier.params,
     view,
-    attention_type=model.attention_type,
-    has_cls=model.classifier == 'token',
-    patch_size=model.patch_size[0],
+    attention_type=model.attention.type,
+    has_cls=model.head.classifier == 'token',
+    patch_size=model.tokens.patch_size[0],
   )
   indices = sampling.multi_view_indices(len(frames), spec.num_frames, spec.stride, 1)
   dc = classifier.config.dataset_configs

@@ -132,32 +132,9 @@ class ModelDescription:
   return_preclassifier: bool
 
   @property
-  def attention_type(self) -> str:
-    return self.attention.type
-
-  @property
   def spatial_only_baseline(self) -> bool:
+    """Model 2 without its temporal encoder; the option means nothing for the other variants."""
     return self.attention.type == 'factorized_encoder' and self.attention.spatial_only_baseline
-
-  @property
-  def temporal_encoding(self) -> str:
-    return self.tokens.method
-
-  @property
-  def patch_size(self) -> tuple[int, int, int]:
-    return self.tokens.patch_size
-
-  @property
-  def hidden_size(self) -> int:
-    return self.tokens.hidden_size
-
-  @property
-  def num_classes(self) -> int | None:
-    return self.head.num_classes
-
-  @property
-  def classifier(self) -> str:
-    return self.head.classifier
 
   @property
   def class_tokens(self) -> tuple[str, ...]:
@@ -282,9 +259,9 @@ def describe_model(
 def build_module(description: ModelDescription) -> nn.Module:
   """The Flax module `description` describes (see `build_model`)."""
   d = description
-  if d.num_classes is None:
+  if d.head.num_classes is None:
     raise ConfigError('Set dataset_configs.num_classes (or pass num_classes) to a positive int.')
-  if d.attention_type == 'factorized_encoder':
+  if d.attention.type == 'factorized_encoder':
     return FactorisedEncoderViViT(
       tokens=d.tokens,
       spatial=d.encoders['SpatialTransformer'],

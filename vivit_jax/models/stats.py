@@ -100,7 +100,7 @@ def model_stats(config, name: str) -> ModelStats:
   params = abstract_params(module, shape)
   return ModelStats(
     name=name,
-    attention_type=model.attention_type,
+    attention_type=model.attention.type,
     input_shape=shape,
     params_m=count_params(params) / 1e6,
     gflops=forward_gflops(module, params, shape),

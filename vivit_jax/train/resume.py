@@ -20,7 +20,7 @@ from vivit_jax import checkpoints, fileio
 from vivit_jax.checkpoints import workdir as workdir_lib
 from vivit_jax.data import records
 from vivit_jax.train.checkpointing import Checkpointer, CheckpointMismatchError
-from vivit_jax.train.state import Training, TrainState, create_train_state
+from vivit_jax.train.state import TrainState
 
 
 @contextlib.contextmanager
@@ -116,7 +116,7 @@ def restore_or_init(
   config: ml_collections.ConfigDict,
   workdir: str,
   checkpointer: Checkpointer,
-  training: Training,
+  initial: TrainState,
   label_names: Sequence[str] | None = None,
 ) -> TrainState:
   """The state to start from: the workdir's latest checkpoint, else init_from, else random.
@@ -125,7 +125,7 @@ def restore_or_init(
     config: the resolved config (reads `init_from`).
     workdir: the run's directory; its config.json names what wrote a mismatched checkpoint.
     checkpointer: the workdir's checkpoints.
-    training: from `build_training`; its state is the random initialisation.
+    initial: the random initialisation, from `build_train_state`.
     label_names: the data's class names, compared with the workdir's label_map.txt.
 
   Returns:
@@ -136,13 +136,14 @@ def restore_or_init(
       fits it but was trained with other values of `workdir.MEANING_KEYS` or
       other class names. Nothing in the workdir is changed.
   """
-  state = training.state
+  state = initial
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state, written_with=_written_with(workdir, config))
     _check_same_model(workdir, config, label_names)
     logging.info('Resumed from step %d in %s.', int(state.step), checkpointer.directory)
   elif config.init_from.checkpoint_path:
-    state = create_train_state(_load_pretrained(config, state.params), training.tx, state.rng)
+    params = _load_pretrained(config, state.params)
+    state = state.replace(params=params, opt_state=state.tx.init(params))
   return state
 
 

@@ -1,12 +1,12 @@
 """The training state, and the one place that wires schedule -> optimiser -> state.
 
 The trainer, the benchmarks (`vivit_jax.perf`) and the image pre-training of the
-ablations all start from `build_training`, so they train the same thing.
+ablations all start from `build_train_state`, so they train the same thing.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -23,18 +23,53 @@ from vivit_jax.train import optimizers, schedules
 class TrainState:
   """Immutable training state; update it with `state.replace(...)`.
 
+  As in `flax.training.train_state.TrainState`, it carries how it is applied and
+  updated as static fields: they are neither leaves of the pytree nor in its
+  state dict, so checkpoints and compiled steps see {'step', 'params',
+  'opt_state', 'rng'} only. They are part of the tree structure, so
+  `jax.tree.map` will not pair two states built with different optimiser or
+  model objects: compare their state dicts, or their `params`.
+
   Attributes:
     step: i32[] number of updates applied so far.
     params: the model parameters.
     opt_state: the optax state.
     rng: u32[2] base key; the key of step s is `fold_in(rng, s)`, so a resumed
       run draws the same random numbers as an uninterrupted one.
+    apply_fn: the model's `apply` (static).
+    tx: the optimiser (static).
+    schedule: step -> learning rate, the one `tx` is built on; the step reports
+      it (static).
   """
 
   step: jax.Array
   params: Any
   opt_state: Any
   rng: jax.Array
+  apply_fn: Callable[..., jax.Array] = flax.struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+  schedule: schedules.Schedule = flax.struct.field(pytree_node=False)
+
+  @classmethod
+  def create(
+    cls,
+    *,
+    apply_fn: Callable[..., jax.Array],
+    params: Any,
+    tx: optax.GradientTransformation,
+    schedule: schedules.Schedule,
+    rng: jax.Array,
+  ) -> TrainState:
+    """The state at step 0 for `params` (host-local, not replicated)."""
+    return cls(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      rng=rng,
+      apply_fn=apply_fn,
+      tx=tx,
+      schedule=schedule,
+    )
 
 
 def init_params(module: nn.Module, rng: jax.Array, input_shape: tuple[int, ...]) -> Any:
@@ -59,35 +94,13 @@ def init_params(module: nn.Module, rng: jax.Array, input_shape: tuple[int, ...])
   return init(params_rng, dropout_rng)
 
 
-def create_train_state(params: Any, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
-  """Returns the state at step 0 for `params` (host-local, not replicated)."""
-  return TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng
-  )
-
-
-@dataclasses.dataclass(frozen=True)
-class Training:
-  """What a run trains with: the learning-rate schedule, the optimiser and the state at step 0.
-
-  Attributes:
-    schedule: step -> learning rate.
-    tx: the optax optimiser built on `schedule`.
-    state: the host-local (not replicated) state at step 0, randomly initialised.
-  """
-
-  schedule: schedules.Schedule
-  tx: optax.GradientTransformation
-  state: TrainState
-
-
-def build_training(
+def build_train_state(
   config: ml_collections.ConfigDict,
   module: nn.Module,
   input_shape: tuple[int, ...],
   total_steps: int,
   rng: jax.Array,
-) -> Training:
+) -> TrainState:
   """Builds the schedule, the optimiser on it and a randomly initialised state.
 
   Args:
@@ -98,13 +111,19 @@ def build_training(
     rng: a key (typed or raw); split into the initialisers' key and the state's base key.
 
   Returns:
-    The `Training`; its state's rng is raw u32[2] key data whatever `rng` is, so
-    checkpoints hold the same array as those written before typed keys.
+    The host-local (not replicated) state at step 0, carrying `module.apply`, the
+    optimiser and its schedule; its rng is raw u32[2] key data whatever `rng` is,
+    so checkpoints hold the same array as those written before typed keys.
   """
   schedule = schedules.build_schedule(config.lr_configs, total_steps)
   tx = optimizers.build_optimizer(config, schedule)
   init_rng, train_rng = jax.random.split(rng)
   if jax.dtypes.issubdtype(train_rng.dtype, jax.dtypes.prng_key):
     train_rng = jax.random.key_data(train_rng)
-  state = create_train_state(init_params(module, init_rng, input_shape), tx, train_rng)
-  return Training(schedule=schedule, tx=tx, state=state)
+  return TrainState.create(
+    apply_fn=module.apply,
+    params=init_params(module, init_rng, input_shape),
+    tx=tx,
+    schedule=schedule,
+    rng=train_rng,
+  )

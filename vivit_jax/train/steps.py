@@ -3,21 +3,24 @@
 `parallel.Replicated` maps them with `jax.pmap` (the default), `parallel.Sharded`
 with `jax.vmap` under `jax.jit` over a mesh; the functions are the same. As in
 vit_jax, `make_update_fn` takes plain values, not the config, and returns the
-compiled step, so nothing from the config enters traced code by accident.
+compiled step, so nothing from the config enters traced code by accident: the
+step's options are one frozen `StepOptions`, read from the config once, and the
+model's `apply`, the optimiser and its schedule come with the `TrainState`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from vivit_jax.task import Task
 from vivit_jax.train import losses, mixup, parallel
-from vivit_jax.train.schedules import Schedule
 from vivit_jax.train.state import TrainState
 
 AXIS = parallel.AXIS
@@ -34,43 +37,64 @@ def _clip_by_global_norm(grads: Any, max_norm: float | None) -> tuple[Any, jax.A
   return jax.tree_util.tree_map(lambda g: g * scale, grads), norm
 
 
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+  """The train step's static options: regularisers, clipping and mixing.
+
+  Attributes:
+    label_smoothing: None or 0 turn it off.
+    l2_decay_factor: adds 0.5 * l2_decay_factor * sum w^2 to the loss; None or 0: off.
+    max_grad_norm: clip the gradient's global norm to it; None or 0: off.
+    clip_grads_per_device: clip before the cross-device mean (Scenic's order;
+      the reported grad_norm is then the mean of the clipped gradients).
+    mixup_alpha, cutmix_alpha, cutmix_switch_prob: see `mixup.mix_batch`; with
+      both alphas None or 0 the batch is not mixed.
+  """
+
+  label_smoothing: float | None = None
+  l2_decay_factor: float | None = None
+  max_grad_norm: float | None = None
+  clip_grads_per_device: bool = False
+  mixup_alpha: float | None = None
+  cutmix_alpha: float | None = None
+  cutmix_switch_prob: float = 0.5
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> StepOptions:
+    """The options a resolved experiment config sets (top-level keys and `mixup`)."""
+    return cls(
+      label_smoothing=config.label_smoothing,
+      l2_decay_factor=config.l2_decay_factor,
+      max_grad_norm=config.max_grad_norm,
+      clip_grads_per_device=config.clip_grads_per_device,
+      mixup_alpha=config.mixup.alpha,
+      cutmix_alpha=config.mixup.cutmix_alpha,
+      cutmix_switch_prob=config.mixup.cutmix_switch_prob,
+    )
+
+
 def make_update_fn(
-  *,
-  apply_fn: Callable[..., jax.Array],
-  tx: optax.GradientTransformation,
-  schedule: Schedule,
   task: Task,
-  label_smoothing: float | None = None,
-  l2_decay_factor: float | None = None,
-  max_grad_norm: float | None = None,
-  clip_grads_per_device: bool = False,
-  mixup_alpha: float | None = None,
-  cutmix_alpha: float | None = None,
-  cutmix_switch_prob: float = 0.5,
+  options: StepOptions,
+  *,
   device_augment: Callable[[Batch, jax.Array], jax.Array] | None = None,
   placement: parallel.Replicated | parallel.Sharded | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """Returns the train step `(state, batch) -> (state, metrics)`, pmapped by default.
 
   Per device, in order: the dataset's device augmentation (if any), mixup /
-  CutMix, forward pass with dropout and
-  stochastic depth, loss (+ 0.5 * l2_decay_factor * sum w^2), gradients; then
-  the gradients are averaged over devices with `lax.pmean` and only then
-  clipped to `max_grad_norm` (with `clip_grads_per_device`, each device's
-  gradient is clipped before the mean, as Scenic's ViViT trainer does), and the
-  optimiser is applied. A step whose loss
-  or gradient norm is not finite leaves the state unchanged (so no checkpoint
-  can hold NaNs) and reports `finite = False`; the trainer then stops.
+  CutMix, forward pass (`state.apply_fn`) with dropout and stochastic depth,
+  loss (+ 0.5 * l2_decay_factor * sum w^2), gradients; then the gradients are
+  averaged over devices with `lax.pmean` and only then clipped to
+  `max_grad_norm` (with `clip_grads_per_device`, each device's gradient is
+  clipped before the mean, as Scenic's ViViT trainer does), and the optimiser
+  (`state.tx`) is applied. A step whose loss or gradient norm is not finite
+  leaves the state unchanged (so no checkpoint can hold NaNs) and reports
+  `finite = False`; the trainer then stops.
 
   Args:
-    apply_fn: the model's `apply`.
-    tx: the optimiser.
-    schedule: step -> learning rate (for the metrics).
     task: how logits are read.
-    label_smoothing, l2_decay_factor, max_grad_norm: None or 0 turn them off.
-    clip_grads_per_device: clip before the cross-device mean (Scenic's order;
-      the reported grad_norm is then the mean of the clipped gradients).
-    mixup_alpha, cutmix_alpha, cutmix_switch_prob: see `mixup.mix_batch`.
+    options: the regularisers, clipping and mixing (`StepOptions.from_config`).
     device_augment: the dataset's `meta.device_augment`, `(batch, rng) ->
       inputs` (with `dataset_configs.augment_on_device`: u8 inputs; resize,
       colour, normalisation, erasing); None when the batch's 'inputs' are ready.
@@ -82,11 +106,11 @@ def make_update_fn(
     A function of the state (as `placement.place_state` puts it) and a batch
     {'inputs': f32[D, B, T, H, W, 3], 'label': f32[D, B, C], 'batch_mask':
     f32[D, B]} returning the new state and the metrics ('loss', 'total_loss',
-    'top1', 'top5', 'learning_rate', 'grad_norm', 'finite'; read them with
-    `placement.to_host`). The state is donated; the batch is not, since no
-    output has its shape and XLA could not reuse it.
+    'top1', 'top5', 'learning_rate' (`state.schedule`), 'grad_norm', 'finite';
+    read them with `placement.to_host`). The state is donated; the batch is not,
+    since no output has its shape and XLA could not reuse it.
   """
-  mixing = bool(mixup_alpha) or bool(cutmix_alpha)
+  mixing = bool(options.mixup_alpha) or bool(options.cutmix_alpha)
 
   def update(state: TrainState, batch: Batch):
     # One key per step, shared by all devices (lam), and one per device
@@ -104,33 +128,33 @@ def make_update_fn(
         mix_rng,
         inputs,
         labels,
-        alpha=mixup_alpha,
-        cutmix_alpha=cutmix_alpha,
-        cutmix_switch_prob=cutmix_switch_prob,
+        alpha=options.mixup_alpha,
+        cutmix_alpha=options.cutmix_alpha,
+        cutmix_switch_prob=options.cutmix_switch_prob,
         lam_rng=shared_rng,
       )
 
     def loss_fn(params):
-      logits = apply_fn({'params': params}, inputs, train=True, rngs={'dropout': dropout_rng})
-      per_example = losses.per_example_loss(logits, targets, task, label_smoothing)
+      logits = state.apply_fn({'params': params}, inputs, train=True, rngs={'dropout': dropout_rng})
+      per_example = losses.per_example_loss(logits, targets, task, options.label_smoothing)
       loss = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
       total = loss
-      if l2_decay_factor:
-        total = loss + 0.5 * l2_decay_factor * losses.l2_regularization(params)
+      if options.l2_decay_factor:
+        total = loss + 0.5 * options.l2_decay_factor * losses.l2_regularization(params)
       return total, (per_example, logits)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (total, (per_example, logits)), grads = grad_fn(state.params)
-    if clip_grads_per_device:
-      grads, _ = _clip_by_global_norm(grads, max_grad_norm)
+    if options.clip_grads_per_device:
+      grads, _ = _clip_by_global_norm(grads, options.max_grad_norm)
       grads = jax.lax.pmean(grads, AXIS)
       grad_norm = optax.tree.norm(grads)
     else:
       # Average first, then clip: every device clips the same global gradient,
       # so the update does not depend on how the batch is split over devices.
       grads = jax.lax.pmean(grads, AXIS)
-      grads, grad_norm = _clip_by_global_norm(grads, max_grad_norm)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      grads, grad_norm = _clip_by_global_norm(grads, options.max_grad_norm)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
     count = jax.lax.psum(jnp.sum(mask), AXIS)
@@ -138,7 +162,7 @@ def make_update_fn(
     hits = losses.per_example_metrics(logits, labels, task)
     for name, values in {'loss': per_example, **hits}.items():
       metrics[name] = jax.lax.psum(jnp.sum(values * mask), AXIS) / count
-    metrics['learning_rate'] = schedule(state.step)
+    metrics['learning_rate'] = state.schedule(state.step)
     metrics['grad_norm'] = grad_norm
     finite = jnp.isfinite(metrics['total_loss']) & jnp.isfinite(grad_norm)
     metrics['finite'] = finite

@@ -4,7 +4,7 @@ setup -> devices -> input -> model -> schedule, optimiser and state (resume,
 else init_from, else random) -> compiled steps -> loop (train, summaries,
 checkpoint, validation, test, preemption) -> predictions and results.json.
 
-The pieces it reads as one line each live beside it: `state.build_training`,
+The pieces it reads as one line each live beside it: `state.build_train_state`,
 `resume` (the workdir: resume-or-init, the finished run, the undo of a run that
 fails before its first step) and `meters` (steps/s and core-hours, the NaN check).
 
@@ -39,7 +39,7 @@ from vivit_jax.task import Task
 from vivit_jax.train import evaluation, meters, parallel, resume, steps, summaries, workdir_lock
 from vivit_jax.train.checkpointing import Checkpointer, PreemptionWatcher
 from vivit_jax.train.meters import NonFiniteLossError
-from vivit_jax.train.state import Training, build_training
+from vivit_jax.train.state import build_train_state
 
 # NonFiniteLossError lives with the check that raises it; callers catch it from here.
 __all__ = ['NonFiniteLossError', 'due', 'train_and_evaluate', 'training_length']
@@ -109,27 +109,14 @@ def _num_devices(config: ml_collections.ConfigDict) -> int:
 
 def make_update(
   config: ml_collections.ConfigDict,
-  module: nn.Module,
-  training: Training,
   meta: DatasetMeta,
   placement: parallel.Replicated | parallel.Sharded,
 ) -> Callable:
   """The train step `main.py` runs, spread over devices by `placement`; the config stays
   outside traced code. `vivit_jax.fit` compiles this same step for a TPU slice."""
+  options = steps.StepOptions.from_config(config)
   return steps.make_update_fn(
-    apply_fn=module.apply,
-    tx=training.tx,
-    schedule=training.schedule,
-    task=meta.task,
-    label_smoothing=config.label_smoothing,
-    l2_decay_factor=config.l2_decay_factor,
-    max_grad_norm=config.max_grad_norm,
-    clip_grads_per_device=config.clip_grads_per_device,
-    mixup_alpha=config.mixup.alpha,
-    cutmix_alpha=config.mixup.cutmix_alpha,
-    cutmix_switch_prob=config.mixup.cutmix_switch_prob,
-    device_augment=meta.device_augment,
-    placement=placement,
+    meta.task, options, device_augment=meta.device_augment, placement=placement
   )
 
 
@@ -309,10 +296,10 @@ def train_and_evaluate(
     # Model, then schedule -> optimiser -> state: resume, else init_from, else random.
     module = module if module is not None else build_model(config, meta.task.num_classes)
     rng = jax.random.key(config.rng_seed)
-    training = build_training(config, module, input_shape, total_steps, rng)
+    initial = build_train_state(config, module, input_shape, total_steps, rng)
     checkpoints_dir = os.path.join(workdir, 'checkpoints')
     checkpointer = Checkpointer(checkpoints_dir, config.max_checkpoints_to_keep)
-    state = resume.restore_or_init(config, workdir, checkpointer, training, meta.label_names)
+    state = resume.restore_or_init(config, workdir, checkpointer, initial, meta.label_names)
     start_step = int(state.step)
     # Written only once the workdir's checkpoint is known to fit this config, so
     # a mistaken --workdir keeps the config.json of the run that wrote it.
@@ -330,7 +317,7 @@ def train_and_evaluate(
       model_info = _log_model(module, state.params, input_shape, config.count_flops)
 
     # Compiled steps.
-    update = make_update(config, module, training, meta, placement)
+    update = make_update(config, meta, placement)
     evaluator = _make_evaluator(
       config, module, dataset, writer, total_steps, workdir if is_chief else None, placement
     )
