@@ -76,6 +76,14 @@ class Replicated:
     mib = self.state_bytes_per_device(state) / 2**20
     return f'pmap over {count} devices; each holds the whole state ({mib:.1f} MiB).'
 
+  def gather_params(self, params: Any) -> Any:
+    """The parameters as the forward pass uses them: here, as they are (whole already)."""
+    return params
+
+  def keep_on_device(self, grads: Any) -> Any:
+    """One device's own gradient, before the mean: here, as it is."""
+    return grads
+
   def train_step(self, update: Callable) -> Callable:
     """`update(state, batch) -> (state, metrics)` over the devices; the state is donated."""
     return jax.pmap(update, axis_name=AXIS, donate_argnums=(0,), devices=self.devices)
@@ -174,9 +182,32 @@ class Sharded:
       f'arrays split over fsdp: each device holds {mine:.1f} of {total:.1f} MiB.'
     )
 
+  def gather_params(self, params: Any) -> Any:
+    """The parameters whole on every device, for the forward and backward pass.
+
+    Left to itself, XLA's partitioner meets a weight split over 'fsdp' and a batch split
+    over the same axis by gathering the batch instead (every device then computes on
+    all rows: 2.4x the temporaries of pmap for ViViT-B FE on a v5litepod-16, compiled).
+    Gathered here, each weight is whole for the step, as under pmap, while the stored
+    parameters and the optimiser state stay split.
+    """
+    return jax.lax.with_sharding_constraint(params, jax.tree.map(lambda _: self.replicated, params))
+
+  def keep_on_device(self, grads: Any) -> Any:
+    """One row's gradient whole on that row's device, before the mean over rows.
+
+    Without it the partitioner may compute each row's gradient split like the
+    parameters, which needs every row's activations on every device (for ViViT-H
+    FE on a v5litepod-16: 33.6 GB of temporaries against 16.9 GB with it).
+    """
+    return jax.lax.with_sharding_constraint(grads, jax.tree.map(lambda _: self.replicated, grads))
+
   def train_step(self, update: Callable) -> Callable:
     """`update(state, batch) -> (state, metrics)` under jit; the state is donated."""
-    mapped = jax.vmap(update, in_axes=(None, 0), out_axes=(None, None), axis_name=AXIS)
+    # spmd_axis_name: a sharding constraint inside `update` keeps its row axis on the mesh.
+    mapped = jax.vmap(
+      update, in_axes=(None, 0), out_axes=(None, None), axis_name=AXIS, spmd_axis_name=MESH_AXES
+    )
     return _ShardedStep(self, mapped)
 
   def eval_step(self, predict: Callable) -> Callable:

@@ -111,6 +111,7 @@ def make_update_fn(
     since no output has its shape and XLA could not reuse it.
   """
   mixing = bool(options.mixup_alpha) or bool(options.cutmix_alpha)
+  placement = placement or parallel.Replicated()
 
   def update(state: TrainState, batch: Batch):
     # One key per step, shared by all devices (lam), and one per device
@@ -144,7 +145,9 @@ def make_update_fn(
       return total, (per_example, logits)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (total, (per_example, logits)), grads = grad_fn(state.params)
+    # Whole for the forward and backward pass; over a mesh the stored parameters stay split.
+    (total, (per_example, logits)), grads = grad_fn(placement.gather_params(state.params))
+    grads = placement.keep_on_device(grads)
     if options.clip_grads_per_device:
       grads, _ = _clip_by_global_norm(grads, options.max_grad_norm)
       grads = jax.lax.pmean(grads, AXIS)
@@ -170,7 +173,7 @@ def make_update_fn(
     new_state = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new_state, state)
     return new_state, metrics
 
-  return (placement or parallel.Replicated()).train_step(update)
+  return placement.train_step(update)
 
 
 def _combine_views(view_logits: jax.Array, task: Task, softmax: bool) -> jax.Array:
