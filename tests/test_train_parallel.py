@@ -18,6 +18,7 @@ from train_fakes import (  # noqa: F401 (fixture)
   SigtermDataset,
   TinyModel,
   compilation_cache,
+  trainer_config,
 )
 
 from vivit_jax import config as config_lib
@@ -157,47 +158,29 @@ def test_the_config_checks_its_parallelism_keys():
   assert parallel.from_config(resolved).fsdp == jax.device_count()
 
 
-def _trainer_config(**overrides):
-  c = config_lib.get_defaults()
-  c.batch_size = 16
-  c.num_training_steps = 4
-  c.log_eval_steps = 2
-  c.checkpoint_steps = 2
-  c.count_flops = False
-  c.label_smoothing = 0.1
-  c.max_grad_norm = 1.0
-  c.mixup.alpha = 0.3
-  c.lr_configs.factors = 'constant*linear_warmup*cosine_decay'
-  c.lr_configs.warmup_steps = 1
-  c.lr_configs.base_learning_rate = 0.3
-  c.dataset_configs.do_multicrop_test = True
-  c.dataset_configs.log_test_epochs = 100
-  c.dataset_configs.prefetch_to_device = 0  # SIGTERM while step 2's batch is drawn
-  c.update(overrides)
-  return c
-
-
 def _final_state(workdir):
   # Only the target's structure matters: the restore replaces every array.
   schedule = lambda s: 0.0
-  target = _state(TinyModel(6), optimizers.build_optimizer(_trainer_config(), schedule), schedule)
+  target = _state(TinyModel(6), optimizers.build_optimizer(trainer_config(), schedule), schedule)
   return Checkpointer(os.path.join(workdir, 'checkpoints')).restore(target)
 
 
 def test_a_pmap_run_resumed_under_the_mesh_finishes_as_if_uninterrupted(tmp_path):
   interrupted, straight = str(tmp_path / 'interrupted'), str(tmp_path / 'straight')
   model = TinyModel(6, dropout_rate=0.2)
+  first = trainer_config()
+  first.dataset_configs.prefetch_to_device = 0  # so SIGTERM comes while step 2's batch is drawn
   stopped = trainer.train_and_evaluate(
-    _trainer_config(), interrupted, dataset=SigtermDataset(2, num_devices=8), module=model
+    first, interrupted, dataset=SigtermDataset(2, num_devices=8), module=model
   )
   assert stopped == {'step': 2, 'preempted': True}
-  mesh = _trainer_config(parallelism='mesh')
+  mesh = trainer_config(parallelism='mesh')
   mesh.mesh.update({'fsdp': 8, 'min_sharded_size': 0})
   resumed = trainer.train_and_evaluate(
     mesh, interrupted, dataset=FakeDataset(num_devices=8), module=model
   )
   reference = trainer.train_and_evaluate(
-    _trainer_config(), straight, dataset=FakeDataset(num_devices=8), module=model
+    trainer_config(), straight, dataset=FakeDataset(num_devices=8), module=model
   )
   # The mesh's training, checkpoint and evaluations (validation, multi-view test).
   assert resumed['step'] == reference['step'] == 4

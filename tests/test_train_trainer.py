@@ -12,34 +12,14 @@ from train_fakes import (  # noqa: F401 (fixture)
   SigtermDataset,
   TinyModel,
   compilation_cache,
+  trainer_config,
 )
 
-from vivit_jax.config import get_defaults
 from vivit_jax.train import optimizers, trainer
 from vivit_jax.train.checkpointing import Checkpointer
 from vivit_jax.train.state import TrainState, init_params
 
 pytestmark = pytest.mark.usefixtures('compilation_cache')
-
-
-def _config(steps=4, **overrides):
-  c = get_defaults()
-  c.batch_size = 16
-  c.num_training_steps = steps
-  c.log_eval_steps = 2
-  c.checkpoint_steps = 2
-  c.log_summary_steps = 1
-  c.count_flops = False
-  c.label_smoothing = 0.1
-  c.max_grad_norm = 1.0
-  c.mixup.alpha = 0.3
-  c.lr_configs.factors = 'constant*linear_warmup*cosine_decay'
-  c.lr_configs.warmup_steps = 1
-  c.lr_configs.base_learning_rate = 0.3
-  c.dataset_configs.do_multicrop_test = True
-  c.dataset_configs.log_test_epochs = 100
-  c.update(overrides)
-  return c
 
 
 class NanDataset(FakeDataset):
@@ -63,7 +43,7 @@ def _final_params(workdir):
   target = TrainState.create(
     apply_fn=model.apply,
     params=init_params(model, jax.random.key(0), (4, 8, 8, 3)),
-    tx=optimizers.build_optimizer(_config(), schedule),
+    tx=optimizers.build_optimizer(trainer_config(), schedule),
     schedule=schedule,
     rng=jax.random.key_data(jax.random.key(0)),  # The state holds raw key data.
   )
@@ -73,7 +53,7 @@ def _final_params(workdir):
 def test_sigterm_checkpoints_and_a_restart_resumes_the_same_run(tmp_path):
   interrupted, straight = str(tmp_path / 'interrupted'), str(tmp_path / 'straight')
   # No device prefetch here, so the signal arrives while step 2's batch is drawn.
-  config = _config()
+  config = trainer_config()
   config.dataset_configs.prefetch_to_device = 0
   result = trainer.train_and_evaluate(
     config, interrupted, dataset=SigtermDataset(2, num_devices=8), module=_model()
@@ -85,12 +65,12 @@ def test_sigterm_checkpoints_and_a_restart_resumes_the_same_run(tmp_path):
 
   resumed_data = FakeDataset(num_devices=8)
   resumed = trainer.train_and_evaluate(
-    _config(), interrupted, dataset=resumed_data, module=_model()
+    trainer_config(), interrupted, dataset=resumed_data, module=_model()
   )
   assert resumed_data.train_starts == [2]  # the data position is restored
   assert resumed['step'] == 4
   trainer.train_and_evaluate(
-    _config(), straight, dataset=FakeDataset(num_devices=8), module=_model()
+    trainer_config(), straight, dataset=FakeDataset(num_devices=8), module=_model()
   )
   # Same step, schedule and random stream (dropout, mixup) as an uninterrupted run.
   a, b = _final_params(interrupted), _final_params(straight)
@@ -104,7 +84,7 @@ def test_results_predictions_and_every_example_once(tmp_path):
   workdir = str(tmp_path)
   data = FakeDataset(num_devices=8, num_eval=13, num_test=11)
   results = trainer.train_and_evaluate(
-    _config(steps=2, count_flops=True), workdir, dataset=data, module=_model()
+    trainer_config(steps=2, count_flops=True), workdir, dataset=data, module=_model()
   )
   with open(os.path.join(workdir, 'results.json')) as f:
     assert json.load(f) == results
@@ -150,10 +130,12 @@ def _event_tags(workdir: str) -> dict[str, set[str]]:
 def test_a_finished_workdir_says_so_instead_of_training(tmp_path, capsys):
   workdir = str(tmp_path)
   first = trainer.train_and_evaluate(
-    _config(steps=2), workdir, dataset=FakeDataset(num_devices=8), module=_model()
+    trainer_config(steps=2), workdir, dataset=FakeDataset(num_devices=8), module=_model()
   )
   data = FakeDataset(num_devices=8)
-  again = trainer.train_and_evaluate(_config(steps=2), workdir, dataset=data, module=_model())
+  again = trainer.train_and_evaluate(
+    trainer_config(steps=2), workdir, dataset=data, module=_model()
+  )
   assert data.train_starts == [] and again == first
   assert 'nothing to train' in capsys.readouterr().out
 
@@ -162,7 +144,7 @@ def test_a_non_finite_loss_stops_with_the_step_and_no_nan_checkpoint(tmp_path):
   workdir = str(tmp_path)
   with pytest.raises(trainer.NonFiniteLossError, match='step 3'):
     trainer.train_and_evaluate(
-      _config(steps=6, checkpoint_steps=1),
+      trainer_config(steps=6, checkpoint_steps=1),
       workdir,
       dataset=NanDataset(3, num_devices=8),
       module=_model(),
@@ -173,7 +155,7 @@ def test_a_non_finite_loss_stops_with_the_step_and_no_nan_checkpoint(tmp_path):
 
 
 def test_training_length_from_epochs():
-  c = _config(steps=None)
+  c = trainer_config(steps=None)
   c.num_training_epochs = 2.5
   assert trainer.training_length(c, 100) == (15, 6)
   assert [s for s in range(1, 11) if trainer.due(s, 4, 10)] == [4, 8, 10]
@@ -189,7 +171,7 @@ def test_init_from_applies_only_when_nothing_is_resumed(tmp_path, monkeypatch):
     return jax.tree_util.tree_map(lambda p: p + 1.0, params)
 
   monkeypatch.setattr(vivit_jax.checkpoints, 'load_pretrained', fake_load_pretrained)
-  config = _config(steps=2)
+  config = trainer_config(steps=2)
   config.init_from.checkpoint_path = '/pretrained/vit.npz'
   trainer.train_and_evaluate(
     config, str(tmp_path), dataset=FakeDataset(num_devices=8), module=_model()

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from vivit_jax.config import get_defaults
 from vivit_jax.data.meta import DatasetMeta
 from vivit_jax.task import Task
 
@@ -131,6 +132,27 @@ class FakeDataset:  # Implements vivit_jax.data.meta.TrainingData.
 
   def test_iter(self):
     return self._one_pass('test', views=self.num_views)
+
+
+def trainer_config(steps=4, **overrides):
+  """A config for `train_and_evaluate` with `TinyModel` and `FakeDataset` (8 devices, batch 16)."""
+  c = get_defaults()
+  c.batch_size = 16
+  c.num_training_steps = steps
+  c.log_eval_steps = 2
+  c.checkpoint_steps = 2
+  c.log_summary_steps = 1
+  c.count_flops = False
+  c.label_smoothing = 0.1
+  c.max_grad_norm = 1.0
+  c.mixup.alpha = 0.3
+  c.lr_configs.factors = 'constant*linear_warmup*cosine_decay'
+  c.lr_configs.warmup_steps = 1
+  c.lr_configs.base_learning_rate = 0.3
+  c.dataset_configs.do_multicrop_test = True
+  c.dataset_configs.log_test_epochs = 100
+  c.update(overrides)
+  return c
 
 
 class SigtermDataset(FakeDataset):
