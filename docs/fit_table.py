@@ -1,0 +1,294 @@
+"""The table to read before renting a slice: docs/fitting.md, compiled with `vivit_jax.fit`.
+
+  PYTHONPATH=. python docs/fit_table.py            # fills in what is missing, then writes the page
+  PYTHONPATH=. python docs/fit_table.py --render   # only writes the page from docs/fit_table.json
+
+For every model of the paper's configs (and ViViT-L/16x2 FE at 128 frames,
+ViViT-H/14x2 FE) on every slice of `SLICES`, it compiles the trainer's own step
+for the slice (libtpu, no TPU): at the paper's global batch of 64 clips in the
+config's settings; when that does not fit, with remat, bf16 + remat, and bf16 +
+remat with the state split over all chips (`parallelism='mesh'`, `mesh.fsdp=-1`),
+until one fits; then the largest batch per chip on a ladder of usual sizes.
+Each finished compile is saved in docs/fit_table.json at once, so a run that is
+stopped goes on where it stopped, and runs over different `--rows` can go side by side (each
+takes what the others saved). One compile of a ViViT-B step takes 1-4
+minutes on a 2-core CPU, a ViViT-L one longer: the whole table is hours of CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+from vivit_jax import config as config_lib
+from vivit_jax import fit
+
+_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fit_table.json')
+_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fitting.md')
+_RENDER = flags.DEFINE_bool('render', False, 'Only write the page from the saved results.')
+_ROWS = flags.DEFINE_list('rows', None, 'Only these rows (names as in ROWS).')
+_SLICE_NAMES = flags.DEFINE_list('slices', None, 'Only these slices.')
+_PHASE = flags.DEFINE_enum(
+  'phase', 'all', ['all', 'batch64', 'largest'], 'batch64: only the paper-batch compiles.'
+)
+
+PAPER_BATCH = 64
+SLICES = ('v5litepod-16', 'v5litepod-8', 'v4-8', 'v6e-8', 'v5p-8')
+# Clips per chip the largest-batch search tries: the sizes people pick.
+LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+
+
+def _h14(config):
+  """ViViT-H/14x2 FE on k400_fe_large's recipe: ViT-H, 14x14x2 tubelets, 4 temporal layers."""
+  model = config.model
+  model.hidden_size = 1280
+  model.spatial_transformer.update(num_heads=16, mlp_dim=5120, num_layers=32)
+  model.temporal_transformer.update(num_heads=16, mlp_dim=5120, num_layers=4)
+  model.patches.size = (14, 14, 2)
+
+
+# (row name, config file, change to the loaded config or None, what the row is).
+ROWS = (
+  ('B-FE', 'k400_fe', None, 'ViViT-B/16x2 Model 2 (factorised encoder), 32 frames'),
+  ('B-ST', 'k400_spacetime', None, 'ViViT-B/16x2 Model 1 (spatio-temporal), 32 frames'),
+  ('B-FSA', 'k400_fsa', None, 'ViViT-B/16x2 Model 3 (factorised self-attention), 32 frames'),
+  ('B-FDP', 'k400_fdp', None, 'ViViT-B/16x2 Model 4 (factorised dot-product), 32 frames'),
+  ('L-FE-32', 'k400_fe_large', None, 'ViViT-L/16x2 FE, 32 frames'),
+  (
+    'L-FE-128',
+    'k400_fe_large',
+    lambda c: c.dataset_configs.update(num_frames=128),
+    'ViViT-L/16x2 FE, 128 frames',
+  ),
+  ('H-FE-32', 'k400_fe_large', _h14, 'ViViT-H/14x2 FE (4 temporal layers), 32 frames'),
+  ('L-ST', 'k400_spacetime_large', None, 'ViViT-L/16x2 Model 1, 32 frames'),
+  ('B-FE-pool', 'k400_fe_baseline', None, 'ViViT-B/16x2 average-pool baseline, 32 frames'),
+  ('L-FE-SSv2', 'ssv2_fe_large', None, 'ViViT-L/16x2 FE, SSv2 (174 classes)'),
+  ('L-FE-K600', 'k600_fe_large', None, 'ViViT-L/16x2 FE, Kinetics-600'),
+  ('L-FE-EK', 'epic_kitchens_fe_large', None, 'ViViT-L/16x2 FE, Epic Kitchens (3 heads)'),
+)
+# Tried in order when the config's own settings do not fit: (label, changes).
+SETTINGS = (
+  ('remat', {'model.remat': True}),
+  ('bf16 + remat', {'model.remat': True, 'model_dtype_str': 'bfloat16'}),
+  (
+    'bf16 + remat + FSDP',
+    {
+      'model.remat': True,
+      'model_dtype_str': 'bfloat16',
+      'parallelism': 'mesh',
+      'mesh.fsdp': -1,
+    },
+  ),
+)
+
+
+def _config(row: str, changes: dict | None = None):
+  _, name, change, _ = next(r for r in ROWS if r[0] == row)
+  config = config_lib.resolve(config_lib.load_config_file(f'configs/{name}.py'))
+  if change is not None:
+    change(config)
+  for key, value in (changes or {}).items():
+    head, _, last = key.rpartition('.')
+    (config[head] if head else config)[last] = value
+  return config_lib.resolve(config)
+
+
+def _load() -> dict:
+  if os.path.exists(_JSON):
+    with open(_JSON) as f:
+      return json.load(f)
+  return {}
+
+
+def _merge(into: dict, other: dict) -> None:
+  for key, value in other.items():
+    if isinstance(value, dict) and isinstance(into.get(key), dict):
+      _merge(into[key], value)
+    else:
+      into.setdefault(key, value)
+
+
+def _save(results: dict) -> None:
+  """Writes `results` merged with what other runs of this script saved meanwhile (and takes theirs
+  in), so that runs over different rows can go side by side."""
+  with open(_JSON + '.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    _merge(results, _load())
+    with open(_JSON + '.tmp', 'w') as f:
+      json.dump(results, f, indent=1, sort_keys=True)
+    os.replace(_JSON + '.tmp', _JSON)
+
+
+def _compile(results, row, slice_name, per_chip, label, changes) -> dict:
+  """One compile, saved under results[row][slice]['compiles'][f'{label}@{per_chip}']."""
+  cell = results.setdefault(row, {}).setdefault(slice_name, {'compiles': {}})
+  key = f'{label}@{per_chip}'
+  if key not in cell['compiles']:
+    slice_ = fit.parse_slice(slice_name)
+    start = time.time()
+    logging.info('%s on %s: %s at %d clips per chip', row, slice_name, label, per_chip)
+    step = fit.compile_step(_config(row, changes), fit.tpu_devices(slice_), per_chip)
+    entry = dataclasses.asdict(step)
+    entry['fits'] = step.fits and step.peak_bytes <= slice_.chip.hbm_bytes
+    entry['compile_s'] = round(time.time() - start, 1)
+    cell['compiles'][key] = entry
+    _save(results)
+  return cell['compiles'][key]
+
+
+def _batch64(results, row, slice_name) -> None:
+  per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
+  if _compile(results, row, slice_name, per_chip, 'config', {})['fits']:
+    return
+  for label, changes in SETTINGS:
+    if _compile(results, row, slice_name, per_chip, label, changes)['fits']:
+      return
+
+
+def _largest(results, row, slice_name) -> None:
+  """The largest ladder size that fits in the config's settings (or the first that fit at 64)."""
+  cell = results[row][slice_name]
+  per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
+  label, changes = 'config', {}
+  for name, settings in (('config', {}), *SETTINGS):
+    if cell['compiles'].get(f'{name}@{per_chip}', {}).get('fits'):
+      label, changes = name, settings
+      break
+
+  def fits(n: int) -> bool:
+    return _compile(results, row, slice_name, n, label, changes)['fits']
+
+  low, high = -1, len(LADDER)  # LADDER[low] fits, LADDER[high] does not (sentinels).
+  start = LADDER.index(per_chip) if per_chip in LADDER else 0
+  if fits(LADDER[start]):
+    low = start
+    while low + 1 < high and fits(LADDER[low + 1]):
+      low += 1
+    high = low + 1
+  else:
+    high = start
+  while high - low > 1:
+    middle = (low + high) // 2
+    low, high = (middle, high) if fits(LADDER[middle]) else (low, middle)
+  cell['largest'] = {'settings': label, 'per_chip': LADDER[low] if low >= 0 else 0}
+  _save(results)
+
+
+def _gib(x: float) -> str:
+  return f'{x / fit.GIB:.1f}'
+
+
+def render(results: dict) -> str:
+  lines = [
+    '# Before renting a slice: what fits, compiled for the slice',
+    '',
+    '<!-- Written by `PYTHONPATH=. python docs/fit_table.py` from docs/fit_table.json. -->',
+    '',
+    "Every cell is the trainer's own train step compiled for the slice by XLA's TPU compiler",
+    '(libtpu, on a machine without a TPU; `vivit_jax.fit`): the per-chip peak is the',
+    "compiler's buffer assignment, and a step that does not fit is its RESOURCE_EXHAUSTED. The",
+    "paper's global batch is 64 clips; *settings* says what the step needed to fit: *config*",
+    '(the config as it is: f32, no remat), then in this order remat, bf16 + remat, and bf16 +',
+    'remat with parameters and optimiser state split over all chips (`--config.parallelism=mesh',
+    '--config.mesh.fsdp=-1`). *Recompute* is compiled FLOPs over 3x the forward count (remat,',
+    "or the compiler's own rematerialisation to fit). *Step >=* is the compiled FLOPs at the",
+    "chip's peak bf16 FLOP/s: **a lower bound on the step time, not a measurement** (real steps",
+    'are slower: memory traffic, collectives, input). *Largest* is the largest batch per chip',
+    f'that fits, among {", ".join(map(str, LADDER))}, in the settings of the batch-64 column.',
+    '*Not compiled yet* and *not searched yet* are work left: `python docs/fit_table.py` fills',
+    'them in (each compile of a ViViT-B step took 2-6 minutes on the 2-core CPU that wrote this',
+    'page, a ViViT-L one 5-15). Until then, `python -m vivit_jax.tools.fit` answers for one',
+    'config and slice, with an exact search: for `configs/k400_fe.py` it found at most 44 clips',
+    'per chip on a v5litepod-16 (the compiler then recomputing 22%) and at least 64 on a v4-32.',
+    '',
+  ]
+  for row, _, _, what in ROWS:
+    if row not in results:
+      lines += [f'## {what} (`{row}`)', '', 'Not compiled yet.', '']
+      continue
+    lines += [
+      f'## {what} (`{row}`)',
+      '',
+      '| slice | chips | HBM/chip GiB | batch 64: settings | peak GiB/chip | state GiB/chip | '
+      'TFLOP/chip-step | recompute | step >= (bound) | largest clips/chip |',
+      '|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for slice_name in SLICES:
+      cell = results[row].get(slice_name)
+      slice_ = fit.parse_slice(slice_name)
+      head = f'| {slice_name} | {slice_.num_chips} | {_gib(slice_.chip.hbm_bytes)} |'
+      if not cell:
+        lines.append(head + ' not compiled yet | | | | | | |')
+        continue
+      per_chip = PAPER_BATCH // slice_.num_chips
+      found = None
+      tried = []
+      for label in ('config', *(s[0] for s in SETTINGS)):
+        entry = cell['compiles'].get(f'{label}@{per_chip}')
+        if entry is None:
+          continue
+        tried.append(label)
+        if entry['fits']:
+          found = (label, entry)
+          break
+      largest = cell.get('largest')
+      largest_text = (
+        f'{largest["per_chip"]} ({largest["settings"]})' if largest else 'not searched yet'
+      )
+      if found is None:
+        outcomes = []
+        for label in tried:
+          entry = cell['compiles'][f'{label}@{per_chip}']
+          over = f'peak {_gib(entry["peak_bytes"])}' if entry['error'] is None else 'out of memory'
+          outcomes.append(f'{label}: {over}')
+        untried = [label for label, _ in SETTINGS if label not in tried]
+        rest = f'; {untried[0]}: not compiled yet' if untried else ''
+        lines.append(
+          head + f' at {per_chip}/chip {"; ".join(outcomes)}{rest} | | | | | | {largest_text} |'
+        )
+        continue
+      label, e = found
+      bound = e['flops'] / slice_.chip.peak_flops
+      lines.append(
+        head + f' {label} ({per_chip}/chip) | {_gib(e["peak_bytes"])} | '
+        f'{_gib(e["state_bytes"])} | {e["flops"] / 1e12:.1f} | '
+        f'{e["flops"] / e["paper_flops"] - 1:+.0%} | {bound:.2f} s | {largest_text} |'
+      )
+    lines.append('')
+  return '\n'.join(lines)
+
+
+def main(argv) -> None:
+  del argv
+  results = _load()
+  if not _RENDER.value:
+    rows = _ROWS.value or [r[0] for r in ROWS]
+    slices = _SLICE_NAMES.value or list(SLICES)
+    if _PHASE.value in ('all', 'batch64'):
+      for row in rows:
+        for slice_name in slices:
+          _batch64(results, row, slice_name)
+          _write_page(results)
+    if _PHASE.value in ('all', 'largest'):
+      for row in rows:
+        for slice_name in slices:
+          _largest(results, row, slice_name)
+          _write_page(results)
+  _write_page(results)
+
+
+def _write_page(results: dict) -> None:
+  with open(_PAGE, 'w') as f:
+    f.write(render(results))
+
+
+if __name__ == '__main__':
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  app.run(main)
