@@ -71,6 +71,8 @@ class Replicated:
     self.devices = list(devices) if devices is not None else None
     local = [d for d in self.devices if d.process_index == jax.process_index()] if devices else None
     self._local = local or jax.local_devices()
+    # Axis 0 split over the local devices: the placement pmap gives its own inputs.
+    self._rows = NamedSharding(Mesh(np.array(self._local), ('devices',)), P('devices'))
 
   def describe(self, state: Any) -> str:
     """One line for the log: the mode and what one device holds of `state`."""
@@ -104,8 +106,7 @@ class Replicated:
 
   def put_batch(self, value: np.ndarray) -> jax.Array:
     """A host batch array with leading axis D, row i onto local device i."""
-    mesh = Mesh(np.array(self._local), ('devices',))
-    return jax.device_put(value, NamedSharding(mesh, P('devices')))
+    return jax.device_put(value, self._rows)
 
   def abstract_state(self, state: Any) -> Any:
     """The step's state argument, as shapes: one copy per device."""
