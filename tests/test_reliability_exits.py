@@ -198,7 +198,11 @@ def test_ctrl_c_during_tfrecord_training_saves_exits_and_resumes(tmp_path):
 
 
 def test_sigint_asks_for_a_stop_once_and_a_second_one_is_left_to_the_system():
-  previous = signal.getsignal(signal.SIGINT)
+  original = signal.getsignal(signal.SIGINT)
+  # Python's own Ctrl-C handler, whatever the test worker set (the watcher leaves an
+  # ignored SIGINT ignored, by design; a worker may start with SIGINT ignored).
+  signal.signal(signal.SIGINT, signal.default_int_handler)
+  previous = signal.default_int_handler
   watcher = PreemptionWatcher()
   try:
     assert not watcher.should_stop(1)
@@ -209,7 +213,9 @@ def test_sigint_asks_for_a_stop_once_and_a_second_one_is_left_to_the_system():
     assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
   finally:
     watcher.close()
-  assert signal.getsignal(signal.SIGINT) is previous
+    restored = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, original)
+  assert restored is previous
 
 
 def test_the_progress_note_gives_a_real_eta_and_the_time_taken_at_the_end():
