@@ -38,13 +38,12 @@ def prefetch_to_device(
     Batches whose arrays are sharded over `devices` along axis 0, ready for
     pmap; host-only entries ('key') stay numpy. Its `close()` closes `batches`.
   """
-  devices = list(devices or jax.local_devices())
   queue: collections.deque = collections.deque()
-  # Axis 0 split over the devices: the placement pmap gives its own inputs.
-  mesh = jax.sharding.Mesh(np.array(devices), ('devices',))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('devices'))
-
-  put_array = put_array or functools.partial(jax.device_put, device=sharding)
+  if put_array is None:
+    # Axis 0 split over the devices: the placement pmap gives its own inputs.
+    mesh = jax.sharding.Mesh(np.array(list(devices or jax.local_devices())), ('devices',))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('devices'))
+    put_array = functools.partial(jax.device_put, device=sharding)
 
   def put(batch: dict[str, np.ndarray]) -> dict[str, Any]:
     return {
