@@ -35,7 +35,11 @@ _RENDER = flags.DEFINE_bool('render', False, 'Only write the page from the saved
 _ROWS = flags.DEFINE_list('rows', None, 'Only these rows (names as in ROWS).')
 _SLICE_NAMES = flags.DEFINE_list('slices', None, 'Only these slices.')
 _PHASE = flags.DEFINE_enum(
-  'phase', 'all', ['all', 'batch64', 'largest'], 'batch64: only the paper-batch compiles.'
+  'phase',
+  'all',
+  ['all', 'batch64', 'largest', 'mesh', 'splash'],
+  'batch64: only the paper-batch compiles; mesh, splash: only the FSDP or the attention-kernel '
+  'comparison.',
 )
 
 PAPER_BATCH = 64
@@ -87,6 +91,24 @@ SETTINGS = (
     },
   ),
 )
+
+# The fused TPU attention kernel against XLA's attention, at the paper's batch, for the models
+# whose attention it runs (`attention.splash_pays`): Model 1's 3137 tokens. The others attend
+# over at most 197 tokens, where XLA's attention keeps it (and the config's figures hold).
+SPLASH = ('splash attention', {'model.attention_implementation': 'splash'})
+SPLASH_ROWS = ('B-ST', 'L-ST')
+SPLASH_SLICES = ('v5litepod-16', 'v5litepod-8')
+
+
+# What splitting the state over the chips saves (`parallelism='mesh'`, `mesh.fsdp=-1`), against
+# pmap in the same settings, for the models whose state is largest.
+FSDP = {'parallelism': 'mesh', 'mesh.fsdp': -1}
+MESH_SETTINGS = (
+  ('FSDP', FSDP),
+  ('remat + FSDP', {'model.remat': True, **FSDP}),
+)
+MESH_ROWS = ('H-FE-32', 'L-FE-32')
+MESH_SLICES = ('v5litepod-16', 'v5litepod-8')
 
 
 def _config(row: str, changes: dict | None = None):
@@ -181,6 +203,87 @@ def _largest(results, row, slice_name) -> None:
   _save(results)
 
 
+def _splash(results, row, slice_name) -> None:
+  per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
+  _compile(results, row, slice_name, per_chip, 'config', {})
+  _compile(results, row, slice_name, per_chip, *SPLASH)
+
+
+def _mesh(results, row, slice_name) -> None:
+  per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
+  for label, changes in (('config', {}), ('remat', {'model.remat': True}), *MESH_SETTINGS):
+    _compile(results, row, slice_name, per_chip, label, changes)
+
+
+def _render_mesh(results: dict) -> list[str]:
+  lines = [
+    '## pmap, or the state split over the chips (FSDP)',
+    '',
+    '`--config.parallelism=mesh --config.mesh.fsdp=-1`: parameters and optimiser state split',
+    'over all chips, each encoder block gathering its weights as it runs (docs/training.md).',
+    "Peak GiB per chip at the paper's batch, f32, against pmap in the same settings.",
+    '',
+    '| model | slice | clips/chip | pmap | FSDP | pmap + remat | FSDP + remat |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for row in MESH_ROWS:
+    for slice_name in MESH_SLICES:
+      per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
+      compiles = results.get(row, {}).get(slice_name, {}).get('compiles', {})
+      cells = []
+      for label in ('config', 'FSDP', 'remat', 'remat + FSDP'):
+        entry = compiles.get(f'{label}@{per_chip}')
+        if entry is None:
+          cells.append('not compiled yet')
+        elif entry['error'] is not None:
+          cells.append('out of memory')
+        else:
+          over = '' if entry['fits'] else ', over the HBM'
+          recompute = entry['flops'] / entry['paper_flops'] - 1
+          cells.append(f'{_gib(entry["peak_bytes"])} ({recompute:+.0%}{over})')
+      lines.append(f'| `{row}` | {slice_name} | {per_chip} | ' + ' | '.join(cells) + ' |')
+  return lines + [
+    '',
+    'In parentheses: compiled FLOPs over 3x the forward count (recomputation: remat, or the',
+    "compiler's own to fit).",
+    '',
+  ]
+
+
+def _render_splash(results: dict) -> list[str]:
+  lines = [
+    "## The splash attention kernel against XLA's attention",
+    '',
+    "`--config.model.attention_implementation=splash`: Pallas's splash attention kernel computes",
+    "softmax(QK^T)V block by block in the chip's vector memory, so the scores of a layer never",
+    'sit in HBM, and its backward pass recomputes them. It runs only where it holds less than',
+    "XLA's attention (docs/training.md): Model 1's 3137 tokens. The same configs as above at the",
+    "paper's batch, the config's settings otherwise.",
+    "XLA does not count the FLOPs inside the kernel, so the kernel's TFLOP column is the step",
+    'without its attention (softmax(QK^T)V): it is not comparable with the XLA column.',
+    '',
+    '| model | slice | clips/chip | XLA attention: peak GiB/chip | TFLOP/chip-step | '
+    'splash: peak GiB/chip | TFLOP/chip-step outside the kernel |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for row in SPLASH_ROWS:
+    for slice_name in SPLASH_SLICES:
+      per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
+      compiles = results.get(row, {}).get(slice_name, {}).get('compiles', {})
+      cells = []
+      for label in ('config', SPLASH[0]):
+        entry = compiles.get(f'{label}@{per_chip}')
+        if entry is None:
+          cells += ['not compiled yet', '']
+        elif entry['error'] is not None:
+          cells += ['out of memory', '']
+        else:
+          over = '' if entry['fits'] else ' (over the HBM)'
+          cells += [f'{_gib(entry["peak_bytes"])}{over}', f'{entry["flops"] / 1e12:.1f}']
+      lines.append(f'| `{row}` | {slice_name} | {per_chip} | ' + ' | '.join(cells) + ' |')
+  return lines + ['']
+
+
 def _gib(x: float) -> str:
   return f'{x / fit.GIB:.1f}'
 
@@ -262,7 +365,7 @@ def render(results: dict) -> str:
         f'{e["flops"] / e["paper_flops"] - 1:+.0%} | {bound:.2f} s | {largest_text} |'
       )
     lines.append('')
-  return '\n'.join(lines)
+  return '\n'.join(lines + _render_mesh(results) + _render_splash(results))
 
 
 def main(argv) -> None:
@@ -280,6 +383,16 @@ def main(argv) -> None:
       for row in rows:
         for slice_name in slices:
           _largest(results, row, slice_name)
+          _write_page(results)
+    if _PHASE.value in ('all', 'mesh'):
+      for row in [r for r in MESH_ROWS if r in rows]:
+        for slice_name in [s for s in MESH_SLICES if s in slices]:
+          _mesh(results, row, slice_name)
+          _write_page(results)
+    if _PHASE.value in ('all', 'splash'):
+      for row in [r for r in SPLASH_ROWS if r in rows]:
+        for slice_name in [s for s in SPLASH_SLICES if s in slices]:
+          _splash(results, row, slice_name)
           _write_page(results)
   _write_page(results)
 

@@ -169,3 +169,14 @@ def test_a_failing_row_is_reported_not_raised_and_a_spent_budget_skips_rows():
   failed = next(line for line in lines if '| cudnn |' in line and 'skipped' not in line)
   assert re.search(r'\| [A-Za-z]+Error: .+', failed), failed
   assert len(failed.strip('|').split('|')) == 11
+
+
+def test_each_accelerator_adds_its_fused_attention_rows():
+  from vivit_jax.tools import accelerator_check as ac
+
+  fused = lambda backend: [
+    r.attention for r in ac.step_rows(['spacetime', 'factorized_encoder'], backend)
+  ]
+  assert fused('cpu') == ['default'] * 5
+  assert fused('gpu')[3:5] == ['xla', 'cudnn']
+  assert fused('tpu')[3:5] == ['xla', 'splash']

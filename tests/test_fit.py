@@ -38,6 +38,39 @@ results = {'tpu': tpu, 'cpu': cpu, 'mesh': mesh}
 print(json.dumps({k: dataclasses.asdict(v) for k, v in results.items()}))
 """
 
+# A spacetime model of 257 tokens (3 blocks of 128 for the kernel), its gradient compiled
+# for one v5e chip with each attention implementation. (At this size XLA's own attention
+# keeps its scores on chip too; what the kernel saves at ViViT's sizes is in docs/fitting.md.)
+SPLASH = """
+import json, sys
+import jax, jax.numpy as jnp
+from vivit_jax import fit
+from vivit_jax.config import load_config_file
+from vivit_jax.models import build_model
+device = fit.tpu_devices(fit.parse_slice('v5litepod-4'))[0]
+one_chip = jax.sharding.SingleDeviceSharding(device)
+x = jax.ShapeDtypeStruct((2, 8, 32, 32, 3), jnp.float32, sharding=one_chip)
+out = {}
+for implementation in ('xla', 'splash'):
+  config = {'model': {'hidden_size': 64, 'num_heads': 2, 'mlp_dim': 64, 'num_layers': 1,
+                      'patches': {'size': (4, 4, 2)}, 'attention_config': {'type': 'spacetime'},
+                      'classifier': 'token', 'attention_implementation': implementation},
+            'dataset_configs': {'num_classes': 5, 'num_frames': 8, 'crop_size': 32}}
+  module = build_model(config)
+  params = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(x.shape), train=False))
+  loss = lambda p, v: module.apply(p, v, train=False).sum()
+  compiled = jax.jit(jax.grad(loss)).lower(params, x).compile()
+  out[implementation] = 'tpu_custom_call' in compiled.as_text()
+# The trainer's mesh step with the kernel (XLA cannot split it: it must run per device).
+config = load_config_file(sys.argv[1])
+config.dataset_configs.update(crop_size=48, min_resize=48)  # 217 tokens
+config.model.attention_implementation = 'splash'
+config.parallelism, config.mesh.fsdp, config.mesh.min_sharded_size = 'mesh', 4, 0
+mesh = fit.compile_step(config, fit.tpu_devices(fit.parse_slice('v5litepod-4')), 2)
+out['mesh'] = [mesh.error, mesh.kernel_flops_uncounted]
+print(json.dumps(out))
+"""
+
 
 def _run(args):
   """Runs python `args`; one of these at a time, as each holds a whole TPU compile in memory.
@@ -51,6 +84,33 @@ def _run(args):
     return subprocess.run(
       [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def test_the_splash_kernel_is_suggested_where_it_would_run():
+  from vivit_jax.tools import fit as tool
+
+  load = lambda name: fit.config_lib.load_config_file(os.path.join(REPO, 'configs', name))
+  assert fit.splash_would_run(load('k400_spacetime.py'))  # 3137 tokens
+  assert not fit.splash_would_run(load('k400_fsa.py'))  # 196 spatial, 16 temporal
+  assert not fit.splash_would_run(load('k400_fe.py'))
+  labels = lambda name, on_tpu: [label for label, _ in tool._suggestions(load(name), 8, on_tpu)]
+  assert labels('k400_spacetime.py', True) == [
+    'bf16',
+    'splash attention',
+    'remat',
+    'bf16 + remat',
+    'bf16 + remat + splash attention',
+    'bf16 + remat + FSDP over all chips',
+  ]
+  assert 'splash attention' not in labels('k400_spacetime.py', False)  # a GPU: no kernel
+  assert 'splash attention' not in labels('k400_fe.py', True)
+  # What each suggestion changes, as --config.KEY=VALUE would.
+  changed = tool._variant(
+    load('k400_spacetime.py'),
+    dict(tool._suggestions(load('k400_spacetime.py'), 8, True))['bf16 + remat + splash attention'],
+  )
+  assert changed.model.attention_implementation == 'splash' and changed.model.remat
+  assert changed.model_dtype_str == 'bfloat16'
 
 
 def test_slice_names():
@@ -117,3 +177,11 @@ def test_the_tool_reports_a_fit_and_an_out_of_memory_as_one_line():
   assert 'RESOURCE_EXHAUSTED' in lines[1] or 'over the HBM' in lines[1]
   assert any(line.startswith('with bf16 + remat: ') for line in lines)
   assert any(line.startswith('with bf16 + remat + FSDP over all chips: ') for line in lines)
+
+
+@needs_libtpu
+def test_splash_attention_is_the_tpu_kernel_when_compiled_for_a_tpu():
+  done = _run(['-c', SPLASH, CONFIG])
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert result == {'xla': False, 'splash': True, 'mesh': [None, True]}

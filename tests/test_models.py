@@ -1,6 +1,7 @@
 """The four ViViT models: shapes, parameter trees, numerics against Scenic's definition."""
 
 import copy
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ import pytest
 import scenic_reference
 
 from vivit_jax.config import ConfigError
-from vivit_jax.models import build_model, build_module, describe_model
+from vivit_jax.models import attention, build_model, build_module, describe_model
 
 VARIANTS = [
   ('spacetime', 'token'),
@@ -327,6 +328,9 @@ def test_remat_and_xla_attention_give_the_same_logits(attention_type):
   ref = jitted(module)(params, x)
   xla = build_model(tiny_config(attention_type, attention_implementation='xla'))
   np.testing.assert_allclose(jitted(xla)(params, x), ref, atol=1e-5)
+  # Off a TPU, 'splash' is XLA's attention (the kernel itself: test_splash_attention_*).
+  splash = build_model(tiny_config(attention_type, attention_implementation='splash'))
+  np.testing.assert_allclose(jitted(splash)(params, x), ref, atol=1e-5)
   remat = build_model(tiny_config(attention_type, remat=True))
   value_and_grad = lambda m: jax.jit(
     jax.value_and_grad(lambda p: m.apply({'params': p}, x, train=False).sum())
@@ -335,6 +339,39 @@ def test_remat_and_xla_attention_give_the_same_logits(attention_type):
   np.testing.assert_allclose(value, ref_value, atol=1e-5)
   for g, r in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
     np.testing.assert_allclose(g, r, atol=1e-4)
+
+
+def test_splash_attention_kernel_matches_xla_attention():
+  # Pallas's interpreter runs the TPU kernel here. 130 tokens: one full block of
+  # 128 and one of 2 tokens + 126 of padding, which no query may see.
+  q, k, v = jax.random.normal(jax.random.key(0), (3, 2, 130, 2, 16))
+  kernel = functools.partial(attention.splash_attention, interpret=True)
+  reference = functools.partial(jax.nn.dot_product_attention, implementation='xla')
+  np.testing.assert_allclose(kernel(q, k, v), reference(q, k, v), atol=1e-5)
+  # 'splash' runs it where it holds less than XLA's probabilities: Model 1's 3137
+  # tokens, not the 197 or 17 of the factorised models (compiled: docs/fitting.md).
+  assert attention.splash_pays(3137, 64) and attention.splash_pays(130, 16)
+  assert not attention.splash_pays(197, 64) and not attention.splash_pays(17, 64)
+  # The gradients go through the kernel's own backward pass (its dq and dkv kernels).
+  squares = lambda f: jax.grad(lambda q, k, v: (f(q, k, v) ** 2).sum(), argnums=(0, 1, 2))
+  for got, want in zip(squares(kernel)(q, k, v), squares(reference)(q, k, v)):
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_splash_attention_runs_on_each_devices_rows_over_a_mesh():
+  # The trainer's mesh step maps its per-device function over rows with vmap's
+  # spmd_axis_name under jax.set_mesh; XLA cannot split the kernel, so it runs in
+  # shard_map, each device on its own rows.
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]).reshape(2, 2), ('data', 'fsdp'))
+  q, k, v = jax.random.normal(jax.random.key(1), (3, 4, 1, 130, 2, 16))
+  kernel = functools.partial(attention.splash_attention, interpret=True)
+  rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(('data', 'fsdp')))
+  mapped = jax.jit(jax.vmap(kernel, spmd_axis_name=('data', 'fsdp')), in_shardings=rows)
+  with jax.set_mesh(mesh):
+    out = mapped(q, k, v)
+  reference = jax.vmap(functools.partial(jax.nn.dot_product_attention, implementation='xla'))
+  np.testing.assert_allclose(out, reference(q, k, v), atol=1e-5)
+  assert out.sharding.spec == rows.spec
 
 
 def test_multi_head_output_concatenates_heads():

@@ -53,7 +53,7 @@ KERNEL_INITS = (
   'scenic_central_frame_initializer',
 )
 CLASSIFIERS = ('token', 'gap', 'gmp', 'gsp')
-ATTENTION_IMPLEMENTATIONS = ('default', 'xla', 'cudnn')
+ATTENTION_IMPLEMENTATIONS = ('default', 'xla', 'cudnn', 'splash')
 DTYPES = ('float32', 'bfloat16')
 PARALLELISM_MODES = ('pmap', 'mesh')
 
@@ -103,6 +103,8 @@ def _model_defaults() -> ml_collections.ConfigDict:
   m.stochastic_depth_rescale = True
   m.return_prelogits = False
   m.return_preclassifier = False
+  # 'default'/'xla'/'cudnn' as jax.nn.dot_product_attention takes them, or
+  # 'splash': Pallas's fused TPU kernel (XLA's attention on other platforms).
   m.attention_implementation = 'default'
   m.remat = False
   return m

@@ -34,7 +34,7 @@ from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.data.device_augment import DeviceAugment
 from vivit_jax.data.meta import DatasetMeta
 from vivit_jax.errors import UserError
-from vivit_jax.models import build_module, describe_model
+from vivit_jax.models import attention, build_module, describe_model
 from vivit_jax.models import stats as stats_lib
 from vivit_jax.task import task_from_config
 from vivit_jax.train import optimizers, parallel, schedules, trainer
@@ -202,6 +202,8 @@ class StepFit:
     paper_flops: 3 x the paper's forward count (2 x multiply-adds) x clips: a
       step without recomputation.
     error: None, or the compiler's refusal (out of memory) in one line.
+    kernel_flops_uncounted: the step runs the splash attention kernel, whose
+      FLOPs XLA does not count: `flops` is the rest of the step's.
   """
 
   per_chip_batch: int
@@ -213,6 +215,7 @@ class StepFit:
   flops: float
   paper_flops: float
   error: str | None = None
+  kernel_flops_uncounted: bool = False
 
   @property
   def fits(self) -> bool:
@@ -221,7 +224,9 @@ class StepFit:
   @property
   def recompute(self) -> float:
     """Compiled FLOPs over a step without recomputation, minus 1 (remat's or XLA's own)."""
-    return self.flops / self.paper_flops - 1 if self.paper_flops else float('nan')
+    if not self.paper_flops or self.kernel_flops_uncounted:
+      return float('nan')
+    return self.flops / self.paper_flops - 1
 
 
 def _bytes(tree: Any) -> float:
@@ -301,6 +306,9 @@ def compile_step(
     'state_bytes': placement.state_bytes_per_device(state),
     'batch_bytes': _bytes(batch),
     'paper_flops': paper,
+    'kernel_flops_uncounted': (
+      config.model.attention_implementation == 'splash' and devices[0].platform == 'tpu'
+    ),
   }
   try:
     rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(devices), *x.shape), x.dtype), batch)
@@ -343,6 +351,20 @@ def _forward_gflops(description) -> float:
     params = stats_lib.abstract_params(module, shape)
     _FORWARD_GFLOPS[key] = stats_lib.forward_gflops(module, params, shape)
   return _FORWARD_GFLOPS[key]
+
+
+def splash_would_run(config: ml_collections.ConfigDict) -> bool:
+  """Whether `model.attention_implementation='splash'` would run the kernel for this model.
+
+  It does for the attention over the most tokens where the kernel holds less than
+  XLA's attention (`attention.splash_pays`): joint space-time attention over a
+  clip's t*h*w tokens, or the others' spatial attention over h*w (+1 class token).
+  """
+  description = describe_model(config_lib.resolve(config))
+  t, h, w = description.token_grid
+  longest = t * h * w if description.attention.type == 'spacetime' else h * w
+  heads = max(size.num_heads for size in description.encoders.values())
+  return attention.splash_pays(longest + 1, description.tokens.hidden_size // heads)
 
 
 def largest_batch(

@@ -193,6 +193,12 @@ BLOCKS = {
 }
 
 
+def _whole(params: Any) -> Any:
+  """`params` gathered whole on every device of the current mesh."""
+  whole = jax.sharding.PartitionSpec()
+  return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, whole), params)
+
+
 class Encoder(nn.Module):
   """Positional embedding, dropout, `size.num_layers` blocks, final LayerNorm.
 
@@ -226,6 +232,13 @@ class Encoder(nn.Module):
     extra = {}
     if block_cls is FactorizedSelfAttentionBlock:
       extra = dict(attention=self.attention, temporal_dims=self.temporal_dims)
+    if attention_lib.partitioned_mesh() is not None:
+      # Under the trainer's mesh step the stored parameters are split over the devices
+      # (FSDP): each block gathers its own as it runs, so one block's weights are whole
+      # at a time (with remat, gathered again for the backward pass) instead of all.
+      block_cls = nn.map_variables(
+        block_cls, 'params', trans_in_fn=_whole, init=self.is_initializing()
+      )
     if options.remat:
       block_cls = nn.remat(block_cls, static_argnums=(2,))
 

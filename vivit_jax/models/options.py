@@ -77,7 +77,8 @@ class BlockOptions:
     stochastic_droplayer_rate: stochastic depth of the last block; the encoder
       grows the per-block rate linearly from 0.
     stochastic_depth_rescale: divide kept branches by (1 - rate); False is Scenic.
-    attention_implementation: 'default', 'xla' or 'cudnn' (jax.nn.dot_product_attention).
+    attention_implementation: 'default', 'xla' or 'cudnn' (jax.nn.dot_product_attention),
+      or 'splash' (Pallas's TPU kernel; see attention.py).
     remat: recompute each block's activations in the backward pass.
     dtype: computation dtype (parameters stay float32).
   """

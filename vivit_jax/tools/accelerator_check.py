@@ -144,8 +144,8 @@ def training_dtype(backend: str) -> str:
 def step_rows(names: list[str], backend: str) -> list[StepRow]:
   """The rows in the order measured, so that a spent time budget skips the least needed.
 
-  Every variant in the training dtype; remat, then (on a GPU) the 'xla' and
-  'cudnn' attention implementations for one variant; every variant in the
+  Every variant in the training dtype; remat, then the 'xla' attention and the
+  fused kernel ('cudnn' on a GPU, 'splash' on a TPU) for one variant; every variant in the
   other dtype. The extra rows use joint space-time attention where it is among
   `names`: its 3136-token sequences at ViViT-B size are where remat and a
   fused kernel matter.
@@ -154,8 +154,9 @@ def step_rows(names: list[str], backend: str) -> list[StepRow]:
   one = 'spacetime' if 'spacetime' in names else names[0]
   rows = [StepRow(name, first) for name in names]
   rows.append(StepRow(one, first, remat=True))
-  if backend == 'gpu':  # Elsewhere 'default' is 'xla' and cuDNN does not exist.
-    rows += [StepRow(one, 'bfloat16', 'xla'), StepRow(one, 'bfloat16', 'cudnn')]
+  fused = {'gpu': 'cudnn', 'tpu': 'splash'}.get(backend)
+  if fused:  # On a CPU 'default' is 'xla', and neither kernel exists.
+    rows += [StepRow(one, 'bfloat16', 'xla'), StepRow(one, 'bfloat16', fused)]
   return rows + [StepRow(name, dtype) for dtype in _DTYPES if dtype != first for name in names]
 
 

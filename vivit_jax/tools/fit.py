@@ -6,10 +6,11 @@ temporaries and peak memory against the chip's HBM; the compiled FLOPs against
 3x the paper's forward count (the excess is recomputation, asked for with
 remat or chosen by the compiler to fit); a lower bound on the step time (FLOPs
 at the chip's peak: a bound, not a measurement); the largest batch per chip
-that fits; and, when the config does not fit, which of bf16, remat and the
-state split over the chips (FSDP) makes it fit. An out-of-memory is a finding,
-printed as one line. The config's `parallelism` is compiled as it is: with
-`--config.parallelism=mesh --config.mesh.fsdp=N` each chip holds 1/N of the state.
+that fits; and, when the config does not fit, which of bf16, the splash
+attention kernel (TPU), remat and the state split over the chips (FSDP) makes
+it fit. An out-of-memory is a finding, printed as one line. The config's
+`parallelism` is compiled as it is: with `--config.parallelism=mesh
+--config.mesh.fsdp=N` each chip holds 1/N of the state.
 
   python -m vivit_jax.tools.fit --config=configs/k400_fe.py --topology=v5litepod-16
   python -m vivit_jax.tools.fit --config=configs/k400_fe.py --topology=v4-32 \
@@ -51,8 +52,9 @@ _SEARCH_LIMIT = flags.DEFINE_integer(
 _SUGGEST = flags.DEFINE_bool(
   'suggest',
   True,
-  'When the step does not fit, try bf16, remat, both, and both with the state split over all '
-  'chips (parallelism=mesh, mesh.fsdp=-1).',
+  'When the step does not fit, try bf16, the splash attention kernel (TPU), remat, bf16 + '
+  'remat (+ splash), and bf16 + remat with the state split over all chips (parallelism=mesh, '
+  'mesh.fsdp=-1).',
 )
 flags.mark_flags_as_required(['config', 'topology'])
 
@@ -83,11 +85,15 @@ def _row(label: str, result: fit.StepFit, hbm: float, chip: fit.Chip | None) -> 
   bound = (
     f', step >= {fit.roofline_seconds(result.flops, chip):.3f} s at peak (a bound)' if chip else ''
   )
+  if result.kernel_flops_uncounted:
+    flops = 'outside the splash attention kernel (XLA counts none inside it)'
+  else:
+    flops = f'{result.recompute:+.0%} over 3x forward'
   return (
     f'{label}: {verdict}: peak {_gib(result.peak_bytes)} GiB of {_gib(hbm)} '
     f'(state {_gib(result.state_bytes)}, batch {_gib(result.batch_bytes)}, '
-    f'temporaries {_gib(result.temp_bytes)}); {result.flops / 1e12:.2f} TFLOP per chip-step, '
-    f'{result.recompute:+.0%} over 3x forward{bound}'
+    f'temporaries {_gib(result.temp_bytes)}); {result.flops / 1e12:.2f} TFLOP per chip-step '
+    f'{flops}{bound}'
   )
 
 
@@ -100,14 +106,30 @@ def _per_chip_batch(config, num_devices: int) -> int:
   return config.batch_size // num_devices
 
 
-def _variant(config, dtype: str, remat: bool, fsdp: bool = False):
+def _variant(config, changes: dict):
+  """`config` with `changes` ({'model.remat': True, ...}) made, as --config.key=value would."""
   changed = copy.deepcopy(config)
-  changed.model_dtype_str = dtype
-  changed.model.remat = remat
-  if fsdp:
-    changed.parallelism = 'mesh'
-    changed.mesh.fsdp = -1
+  for key, value in changes.items():
+    head, _, last = key.rpartition('.')
+    (changed[head] if head else changed)[last] = value
   return changed
+
+
+def _suggestions(config, num_devices: int, on_tpu: bool) -> list[tuple[str, dict]]:
+  """What may make a step fit, cheapest first: (label, config changes)."""
+  bf16, remat = {'model_dtype_str': 'bfloat16'}, {'model.remat': True}
+  options = [('bf16', bf16)]
+  splash = {}
+  if on_tpu and config.model.attention_implementation != 'splash' and fit.splash_would_run(config):
+    splash = {'model.attention_implementation': 'splash'}
+    options.append(('splash attention', splash))
+  options += [('remat', remat), ('bf16 + remat', {**bf16, **remat})]
+  if splash:
+    options.append(('bf16 + remat + splash attention', {**bf16, **remat, **splash}))
+  if num_devices > 1:
+    fsdp = {'parallelism': 'mesh', 'mesh.fsdp': -1}
+    options.append(('bf16 + remat + FSDP over all chips', {**bf16, **remat, **fsdp}))
+  return options
 
 
 def main(argv) -> None:
@@ -140,20 +162,9 @@ def main(argv) -> None:
       at_least = '>= ' if largest == _SEARCH_LIMIT.value else ''
       print(_row(f'largest batch per chip that fits: {at_least}{largest}', best, hbm, chip))
   if not fits and _SUGGEST.value:
-    options = [
-      ('bf16', 'bfloat16', config.model.remat, False),
-      ('remat', config.model_dtype_str, True, False),
-      ('bf16 + remat', 'bfloat16', True, False),
-    ]
-    if len(devices) > 1:
-      options.append(('bf16 + remat + FSDP over all chips', 'bfloat16', True, True))
-    for label, dtype, remat, fsdp in options:
-      option = fit.compile_step(_variant(config, dtype, remat, fsdp), devices, per_chip)
+    for label, changes in _suggestions(config, len(devices), chip is not None):
+      option = fit.compile_step(_variant(config, changes), devices, per_chip)
       print(_row(f'with {label}', option, hbm, chip), flush=True)
-    print(
-      'Not available yet: a fused TPU attention kernel (model.attention_implementation has '
-      "'cudnn' for GPUs only)."
-    )
 
 
 if __name__ == '__main__':

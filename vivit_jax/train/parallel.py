@@ -14,9 +14,10 @@ same batches, f32[D, B, ...] with one row per device:
   split over all devices; parameters and optimiser state are split over the
   'fsdp' axis (each array along its largest dimension that `mesh.fsdp` divides;
   arrays under `mesh.min_sharded_size` elements stay whole) and replicated over
-  'data'. The step gathers the parameters whole for the forward and backward
-  pass (`Sharded.gather_params`) and keeps each row's gradient on its device
-  until the mean (`keep_on_device`); the optimiser updates the shards.
+  'data'. Each encoder block gathers its weights whole as it runs (one block's
+  at a time; the rest are gathered for the step by `Sharded.gather_params`), each
+  row's gradient stays whole on its device until the mean (`keep_on_device`), and
+  the optimiser updates the shards.
 
 The two give the same step up to the order of floating-point sums (tested on 8
 CPU devices), and write the same checkpoints: whole arrays, which either mode
@@ -186,16 +187,23 @@ class Sharded:
     )
 
   def gather_params(self, params: Any) -> Any:
-    """The parameters whole on every device, for the forward and backward pass.
+    """The parameters outside the encoder blocks whole on every device, for the step.
 
     Left to itself, XLA's partitioner meets a weight split over 'fsdp' and a batch split
     over the same axis by gathering the batch instead (every device then computes on
     all rows: for ViViT-B FE on a v5litepod-16, 16.75 GiB of temporaries against pmap's
-    6.32, compiled).
-    Gathered here, each weight is whole for the step, as under pmap, while the stored
-    parameters and the optimiser state stay split.
+    6.32, compiled). So each weight is gathered whole where it is used: the embedding,
+    class token, norms and head here, for the whole step; each encoder block's
+    (Scenic's `encoderblock_N`) by the block itself as it runs (`layers.Encoder`,
+    under the mesh this step sets), one block at a time. The stored parameters and
+    the optimiser state stay split.
     """
-    return jax.lax.with_sharding_constraint(params, jax.tree.map(lambda _: self.replicated, params))
+
+    def gather(path, x):
+      in_block = any(str(getattr(k, 'key', '')).startswith('encoderblock_') for k in path)
+      return x if in_block else jax.lax.with_sharding_constraint(x, self.replicated)
+
+    return jax.tree_util.tree_map_with_path(gather, params)
 
   def keep_on_device(self, grads: Any) -> Any:
     """One row's gradient whole on that row's device, before the mean over rows.
@@ -217,11 +225,13 @@ class Sharded:
   def eval_step(self, predict: Callable) -> Callable:
     """`predict(params, inputs) -> logits`; numpy inputs of this process's rows in, its rows out."""
     mapped = jax.jit(
-      jax.vmap(predict, in_axes=(None, 0), axis_name=AXIS), out_shardings=self.batch_sharding
+      jax.vmap(predict, in_axes=(None, 0), axis_name=AXIS, spmd_axis_name=MESH_AXES),
+      out_shardings=self.batch_sharding,
     )
 
     def run(params: Any, inputs: Any) -> np.ndarray:
-      logits = mapped(params, self.put_batch(inputs))
+      with jax.set_mesh(self.mesh):  # The blocks gather their weights; splash runs per device.
+        logits = mapped(params, self.put_batch(inputs))
       if jax.process_count() == 1:
         return np.asarray(logits)
       local = multihost_utils.global_array_to_host_local_array(logits, self.mesh, P(MESH_AXES))
@@ -293,10 +303,13 @@ class _ShardedStep:
     return self._jitted
 
   def __call__(self, state: Any, batch: Any) -> tuple[Any, Any]:
-    return self._for(state)(state, batch)
+    # Under the mesh the model's blocks gather their own weights, and splash runs per device.
+    with jax.set_mesh(self._parallel.mesh):
+      return self._for(state)(state, batch)
 
   def lower(self, state: Any, batch: Any) -> Any:
-    return self._for(state).lower(state, batch)
+    with jax.set_mesh(self._parallel.mesh):
+      return self._for(state).lower(state, batch)
 
 
 def from_config(
