@@ -107,7 +107,7 @@ MESH_SETTINGS = (
   ('FSDP', FSDP),
   ('remat + FSDP', {'model.remat': True, **FSDP}),
 )
-MESH_ROWS = ('H-FE-32', 'L-FE-32')
+MESH_ROWS = ('H-FE-32', 'L-FE-32', 'B-FE')
 MESH_SLICES = ('v5litepod-16', 'v5litepod-8')
 
 
@@ -310,6 +310,8 @@ def render(results: dict) -> str:
     'page, a ViViT-L one 5-15). Until then, `python -m vivit_jax.tools.fit` answers for one',
     'config and slice, with an exact search: for `configs/k400_fe.py` it found at most 44 clips',
     'per chip on a v5litepod-16 (the compiler then recomputing 22%) and at least 64 on a v4-32.',
+    'After the per-model tables: what splitting the state over the chips saves against pmap,',
+    "and what the splash attention kernel saves against XLA's attention.",
     '',
   ]
   for row, _, _, what in ROWS:
