@@ -43,7 +43,7 @@ def get_config():
   data.crop_size = 224
   data.zero_centering = True  # Frames in [-1, 1], as in the paper.
 
-  # Augmentation (appendix Table 7): scale jitter, random crop, flip, colour jitter.
+  # Augmentation (appendix Table 7): scale jitter, random crop, flip, color jitter.
   data.random_flip = True
   aug = data.augmentation_params
   aug.do_jitter_scale = True
@@ -53,7 +53,7 @@ def get_config():
   aug.do_color_augment = True
   aug.prob_color_augment = 0.8
   aug.prob_color_drop = 0.1
-  # This recipe trains on GPUs and TPUs: resize, colour, normalisation and erasing run in the
+  # This recipe trains on GPUs and TPUs: resize, color, normalisation and erasing run in the
   # train step there, and the host sends uint8 crop windows (docs/data.md, "Throughput"). Set
   # False to train on CPU, where tf.data does them faster.
   data.augment_on_device = True

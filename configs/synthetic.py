@@ -80,7 +80,7 @@ def get_config(options: str | None = None):
   d.log_test_epochs = 100  # Test once, at the end.
   d.num_test_clips = 2
   d.do_three_spatial_crops = False
-  # Every clip shows the whole scene at 32x32: no scale or colour jitter is
+  # Every clip shows the whole scene at 32x32: no scale or color jitter is
   # needed (the augmentation keys are all present to switch on from the CLI).
 
   m = c.model

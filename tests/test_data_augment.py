@@ -1,6 +1,6 @@
-"""Augmentations as Scenic trains: RandAugment, DMVR colour, scale jitter, either/or.
+"""Augmentations as Scenic trains: RandAugment, DMVR color, scale jitter, either/or.
 
-Statistical tests run on random uint8 clips; the colour recipe is checked
+Statistical tests run on random uint8 clips; the color recipe is checked
 against TensorFlow's own `tf.image` ops with the same drawn factors.
 """
 
@@ -144,7 +144,7 @@ def test_rand_augment_branches_uniform_and_seeded():
     )
 
 
-def _dmvr_colour(x, brightness, saturation, contrast, hue):
+def _dmvr_color(x, brightness, saturation, contrast, hue):
   """DMVR's color_augment with fixed factors, from TensorFlow's own ops."""
   x = tf.image.adjust_brightness(x, brightness)
   x = tf.image.adjust_saturation(x, saturation)
@@ -153,23 +153,23 @@ def _dmvr_colour(x, brightness, saturation, contrast, hue):
   return tf.clip_by_value(x, 0.0, 1.0)
 
 
-def test_colour_matches_tf_image_ops():
+def test_color_matches_tf_image_ops():
   x = tf.cast(_random_clip(t=2, h=12, w=12), tf.float32) / 255.0
   for b, s, c, h in [(0.1, 1.3, 0.7, 0.15), (-0.12, 0.6, 1.4, -0.2), (0.0, 1.0, 1.0, 0.05)]:
     transform = tf.constant([1.0, b, s, c, h, 0.0])
-    ours = augment.apply_colour(x, transform).numpy()
-    np.testing.assert_allclose(ours, _dmvr_colour(x, b, s, c, h), atol=2e-5)
+    ours = augment.apply_color(x, transform).numpy()
+    np.testing.assert_allclose(ours, _dmvr_color(x, b, s, c, h), atol=2e-5)
   np.testing.assert_array_equal(
-    augment.apply_colour(x, tf.constant([0.0, 0.1, 1.3, 0.7, 0.1, 0])), x
+    augment.apply_color(x, tf.constant([0.0, 0.1, 1.3, 0.7, 0.1, 0])), x
   )
-  grey = augment.apply_colour(x, tf.constant([0.0, 0, 1, 1, 0, 1.0])).numpy()
+  grey = augment.apply_color(x, tf.constant([0.0, 0, 1, 1, 0, 1.0])).numpy()
   np.testing.assert_allclose(grey, np.repeat(tf.image.rgb_to_grayscale(x), 3, -1), atol=1e-6)
 
 
-def test_colour_ranges_probabilities_and_hue_units():
+def test_color_ranges_probabilities_and_hue_units():
   draws = np.stack(
     [
-      augment.colour_transform(prob_color=0.8, prob_drop=0.1, seed=tf.constant([s, 3])).numpy()
+      augment.color_transform(prob_color=0.8, prob_drop=0.1, seed=tf.constant([s, 3])).numpy()
       for s in range(600)
     ]
   )
@@ -188,11 +188,11 @@ def test_colour_ranges_probabilities_and_hue_units():
     assert values.min() < low + 0.03 * (high - low) and values.max() > high - 0.03 * (high - low)
   # Hue is in tf.image units: 0.2 moves pure red a fifth of the way round the circle.
   red = tf.constant([[[[1.0, 0.0, 0.0]]]])
-  shifted = augment.apply_colour(red, tf.constant([1.0, 0, 1, 1, 0.2, 0]))
+  shifted = augment.apply_color(red, tf.constant([1.0, 0, 1, 1, 0.2, 0]))
   assert float(tf.image.rgb_to_hsv(shifted)[0, 0, 0, 0]) == pytest.approx(0.2, abs=1e-5)
 
 
-def test_colour_in_finish_clip_matches_and_is_frame_consistent():
+def test_color_in_finish_clip_matches_and_is_frame_consistent():
   # Smooth content, as video frames are: the contrast pivot is estimated from
   # every 4th row and column there.
   coarse = np.random.default_rng(3).uniform(0, 255, (1, 5, 5, 3)).astype(np.float32)
@@ -201,9 +201,9 @@ def test_colour_in_finish_clip_matches_and_is_frame_consistent():
   unit = tf.cast(clip, tf.float32) / 255.0
   for transform in ([1.0, 0.05, 1.2, 0.6, -0.1, 0.0], [1.0, -0.1, 0.7, 1.4, 0.2, 1.0]):
     out = augment.finish_clip(
-      clip, flip=tf.constant(True), colour=tf.constant(transform), zero_centering=False
+      clip, flip=tf.constant(True), color=tf.constant(transform), zero_centering=False
     ).numpy()
-    expected = _dmvr_colour(unit, *transform[1:5]).numpy()[:, :, ::-1]
+    expected = _dmvr_color(unit, *transform[1:5]).numpy()[:, :, ::-1]
     if transform[5]:
       expected = np.repeat(tf.image.rgb_to_grayscale(expected).numpy(), 3, -1)
     assert np.abs(out - expected).max() < 3 / 255
@@ -212,7 +212,7 @@ def test_colour_in_finish_clip_matches_and_is_frame_consistent():
   plain = augment.finish_clip(
     clip,
     flip=tf.constant(False),
-    colour=tf.constant([0.0, 0.1, 1.3, 0.7, 0.1, 0]),
+    color=tf.constant([0.0, 0.1, 1.3, 0.7, 0.1, 0]),
     zero_centering=True,
   )
   np.testing.assert_allclose(plain, unit * 2 - 1, atol=1e-6)
@@ -257,14 +257,14 @@ def _augmentation(**overrides) -> clip_spec.Augmentation:
   return clip_spec.Augmentation.from_config(aug)
 
 
-def test_rand_augment_and_colour_are_either_or():
+def test_rand_augment_and_color_are_either_or():
   with pytest.raises(ConfigError, match='do_rand_augment.*do_color_augment'):
     _augmentation(do_rand_augment=True, do_color_augment=True)
   _augmentation(do_rand_augment=True, do_color_augment=False)
-  colour_only = _augmentation(do_rand_augment=False, do_color_augment=True)
+  color_only = _augmentation(do_rand_augment=False, do_color_augment=True)
   # A replace is checked too: the settings cannot be made inconsistent later.
   with pytest.raises(ConfigError, match='do_rand_augment.*do_color_augment'):
-    dataclasses.replace(colour_only, do_rand_augment=True)
+    dataclasses.replace(color_only, do_rand_augment=True)
   with pytest.raises(ConfigError, match='rand_augment_contrast_pivot'):
     _augmentation(rand_augment_contrast_pivot='white')
 
@@ -294,7 +294,7 @@ def test_random_erasing_same_rectangle_in_every_frame():
 
 
 @pytest.mark.parametrize(
-  'name, colour, rand_aug, flip',
+  'name, color, rand_aug, flip',
   [
     ('k400_fe.py', True, None, True),
     ('k400_spacetime_large.py', True, None, True),
@@ -304,13 +304,13 @@ def test_random_erasing_same_rectangle_in_every_frame():
     ('synthetic.py', False, None, False),
   ],
 )
-def test_paper_configs_pick_one_appearance_augmentation(name, colour, rand_aug, flip):
+def test_paper_configs_pick_one_appearance_augmentation(name, color, rand_aug, flip):
   config = config_lib.resolve(config_lib.load_config_file(f'configs/{name}'))
   dc = config.dataset_configs
   spec = clip_spec.ClipSpec.from_config(dc, 10)  # Validates the either/or rule.
   assert spec.augmentation == clip_spec.Augmentation.from_config(dc.augmentation_params)
   aug = dc.augmentation_params
-  assert aug.do_color_augment == colour and dc.random_flip == flip
+  assert aug.do_color_augment == color and dc.random_flip == flip
   assert aug.do_rand_augment == (rand_aug is not None)
   if rand_aug:
     assert (aug.rand_augment_num_layers, aug.rand_augment_magnitude) == rand_aug

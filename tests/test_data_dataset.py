@@ -1,6 +1,6 @@
 """build_dataset on tiny DMVR-format TFRecords whose pixels encode frame and label.
 
-Frame i of a video of class c is the constant colour (4 * i, 20 * c, 0), which
+Frame i of a video of class c is the constant color (4 * i, 20 * c, 0), which
 JPEG stores exactly, so every sampled frame index and label can be read back.
 """
 

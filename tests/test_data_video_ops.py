@@ -103,7 +103,7 @@ def test_flip_is_an_exact_mirror():
   # The train clip's flip happens in augment.finish_clip's one compiled pass.
   frames = tf.constant(_ramp())
   plain, flipped = (
-    augment.finish_clip(frames, flip=tf.constant(f), colour=None, zero_centering=False).numpy()
+    augment.finish_clip(frames, flip=tf.constant(f), color=None, zero_centering=False).numpy()
     for f in (False, True)
   )
   np.testing.assert_allclose(plain * 255, _ramp(), atol=1e-4)

@@ -1,4 +1,4 @@
-"""`dataset_configs.augment_on_device`: uint8 train batches, colour and normalisation in the step.
+"""`dataset_configs.augment_on_device`: uint8 train batches, color and normalisation in the step.
 
 The device arithmetic is checked against TensorFlow's own `tf.image` ops, the
 on-device clips against the host path's for the same records and seeds, and
@@ -24,7 +24,7 @@ from vivit_jax.train import steps
 from vivit_jax.train.state import TrainState
 
 
-def _tf_colour(x, brightness, saturation, contrast, hue):
+def _tf_color(x, brightness, saturation, contrast, hue):
   """DMVR's color_augment with fixed factors, from TensorFlow's own ops."""
   x = tf.image.adjust_brightness(x, brightness)
   x = tf.image.adjust_saturation(x, saturation)
@@ -38,10 +38,10 @@ def _spec(on_device: bool, **augmentation) -> ClipSpec:
   return dataclasses.replace(SPEC, augment_on_device=on_device, augmentation=aug)
 
 
-def test_device_colour_matches_tf_image_ops():
+def test_device_color_matches_tf_image_ops():
   rng = np.random.default_rng(0)
   clips = rng.integers(0, 256, (4, 2, 12, 12, 3), np.uint8)
-  colour = np.array(
+  color = np.array(
     [
       [1.0, 0.1, 1.3, 0.7, 0.15, 0.0],
       [1.0, -0.12, 0.6, 1.4, -0.2, 0.0],
@@ -50,15 +50,15 @@ def test_device_colour_matches_tf_image_ops():
     ],
     np.float32,
   )
-  batch = {'inputs': clips, 'colour': colour, 'erase': np.zeros((4, 5), np.int32)}
-  out = DeviceAugment(False, colour=True, erasing=False, resize_to=None)(batch, jax.random.key(0))
+  batch = {'inputs': clips, 'color': color, 'erase': np.zeros((4, 5), np.int32)}
+  out = DeviceAugment(False, color=True, erasing=False, resize_to=None)(batch, jax.random.key(0))
   unit = clips.astype(np.float32) / 255
-  for i, (apply, b, s, c, h, drop) in enumerate(colour):
-    expected = _tf_colour(unit[i], b, s, c, h).numpy() if apply else unit[i]
+  for i, (apply, b, s, c, h, drop) in enumerate(color):
+    expected = _tf_color(unit[i], b, s, c, h).numpy() if apply else unit[i]
     if drop:
       expected = np.repeat(tf.image.rgb_to_grayscale(expected).numpy(), 3, -1)
     np.testing.assert_allclose(out[i], expected, atol=2e-5)
-  centred = DeviceAugment(True, colour=False, erasing=False, resize_to=None)(batch, None)
+  centred = DeviceAugment(True, color=False, erasing=False, resize_to=None)(batch, None)
   np.testing.assert_allclose(centred, unit * 2 - 1, atol=1e-6)
 
 
@@ -75,27 +75,27 @@ def _smooth_record(length=11, height=36, width=50):
 
 
 def _element_batch(element):
-  keys = ('inputs', 'colour', 'erase', 'window')
+  keys = ('inputs', 'color', 'erase', 'window')
   return {k: element[k].numpy()[None] for k in keys if k in element}
 
 
 def test_on_device_clips_are_the_host_clips():
-  """Same record and seed: the host's window and draws, resized and coloured on the device,
+  """Same record and seed: the host's window and draws, resized and colored on the device,
   are the host path's clip, with the exact contrast pivot."""
   record = _smooth_record()
-  for colour in (False, True):
+  for color in (False, True):
     augmentation = dict(
       do_jitter_scale=True,
-      do_color_augment=colour,
+      do_color_augment=color,
       prob_color_augment=0.5,
       prob_color_drop=0.3,
     )
     # The record's frames have short side 36, as make_tfrecords writes them at min_resize.
     host, device = (dataclasses.replace(_spec(d, **augmentation), min_resize=36) for d in (0, 1))
     finish = DeviceAugment.from_spec(device)
-    assert DeviceAugment.from_spec(host) is None and finish.colour == colour
+    assert DeviceAugment.from_spec(host) is None and finish.color == color
     assert finish.resize_to == 24 and device.device_window == 29
-    plain = dataclasses.replace(finish, colour=False, zero_centering=False)
+    plain = dataclasses.replace(finish, color=False, zero_centering=False)
     drawn, sizes = [], set()
     for s in range(12):
       seed = tf.constant([s, 5])
@@ -105,20 +105,20 @@ def test_on_device_clips_are_the_host_clips():
       sizes.add(tuple(element['window'].numpy()))
       batch = _element_batch(element)
       on_device = np.asarray(jax.jit(finish)(batch, jax.random.key(0))[0])
-      if not colour:
+      if not color:
         # The same window, flip and bilinear resize as on the host, in float.
         np.testing.assert_allclose(on_device, on_host, atol=1e-5)
         continue
-      drawn.append(element['colour'].numpy())
+      drawn.append(element['color'].numpy())
       resized = plain(batch, None)[0]
-      exact = augment.apply_colour(tf.constant(resized), element['colour']).numpy() * 2 - 1
+      exact = augment.apply_color(tf.constant(resized), element['color']).numpy() * 2 - 1
       np.testing.assert_allclose(on_device, exact, atol=1e-5)
-      # The same draws as the host's: a different colour change or drop would
+      # The same draws as the host's: a different color change or drop would
       # move pixels by tenths; the host's estimated contrast pivot moves them
       # by a few levels.
       assert np.abs(on_device - on_host).mean() < 4 / 255
     assert len(sizes) > 6  # The windows' sizes vary with the scale jitter.
-    if colour:
+    if color:
       applied, dropped = np.array(drawn)[:, 0], np.array(drawn)[:, 5]
       assert 0 < applied.sum() < 12 and 0 < dropped.sum() < 12
 
@@ -155,7 +155,7 @@ def test_decoded_frames_path_sends_what_the_record_path_sends():
     clip, extras = pipeline.train_from_frames(tf.gather(frames, indices), seeds[1], seeds[2], spec)
     element = pipeline.train_clip(record, seed, spec, jpeg_only=False)
     np.testing.assert_array_equal(clip, element['inputs'])
-    for key in ('colour', 'erase', 'window'):
+    for key in ('color', 'erase', 'window'):
       np.testing.assert_array_equal(extras[key], element[key])
 
 
@@ -190,15 +190,15 @@ def test_train_step_finishes_u8_batches_as_it_would_finished_ones():
 
   rng = np.random.default_rng(0)
   factors = [rng.uniform(low, high, shape[:2]) for low, high in _RANGES]
-  colour = np.stack([np.ones(shape[:2]), *factors, np.zeros(shape[:2])], -1).astype(np.float32)
+  color = np.stack([np.ones(shape[:2]), *factors, np.zeros(shape[:2])], -1).astype(np.float32)
   batch = {
     'inputs': rng.integers(0, 256, shape, np.uint8),
-    'colour': colour,
+    'color': color,
     'erase': np.zeros((*shape[:2], 5), np.int32),
     'label': np.eye(3, dtype=np.float32)[rng.integers(0, 3, shape[:2])],
     'batch_mask': np.ones(shape[:2], np.float32),
   }
-  finish = DeviceAugment(True, colour=True, erasing=False, resize_to=None)
+  finish = DeviceAugment(True, color=True, erasing=False, resize_to=None)
   finished = dict(batch, inputs=np.asarray(finish.host_batch_inputs(batch, jax.random.key(0))))
   tx = optax.sgd(0.1)
   params = {'w': jnp.asarray(rng.normal(size=(3, 3)), jnp.float32)}
@@ -242,9 +242,9 @@ def test_dataset_sends_u8_train_batches_and_unchanged_eval_batches(tmp_path):
     return build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
 
   plain, ds = dataset(False), dataset(True)
-  assert plain.meta.device_augment is None and ds.meta.device_augment.colour
+  assert plain.meta.device_augment is None and ds.meta.device_augment.color
   batch = next(ds.train_iter())
-  assert batch['inputs'].dtype == np.uint8 and batch['colour'].shape == (1, 4, 6)
+  assert batch['inputs'].dtype == np.uint8 and batch['color'].shape == (1, 4, 6)
   reference = next(plain.train_iter())
   finished = np.asarray(ds.meta.device_augment.host_batch_inputs(batch, jax.random.key(0)))
   # Resized on the device in float; the host estimates the contrast pivot.

@@ -68,7 +68,7 @@ def _attention(maps: np.ndarray) -> heatmap.Attention:
   )
 
 
-def test_one_colour_scale_over_time():
+def test_one_color_scale_over_time():
   # Step 1 holds 9 times the attention of step 0: its frames are hot, step 0's stay cold
   # (scaled per step, both would peak at 1).
   maps = np.stack([np.full((2, 2), 1.0), np.full((2, 2), 9.0)])

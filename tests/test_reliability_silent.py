@@ -137,7 +137,7 @@ def test_a_workdir_resumes_only_with_the_classes_it_was_trained_on(tmp_path):
 
 def test_predict_refuses_a_checkpoint_trained_with_another_attention(tmp_path):
   small = tiny_config()
-  small.model.classifier = 'gap'  # Factorised attention has no class token.
+  small.model.classifier = 'gap'  # Factorized attention has no class token.
   write_orbax_workdir(str(tmp_path), random_params(small), step=5)
   with open(tmp_path / 'config.json', 'w') as f:
     json.dump(json.loads(resolve(small).to_json_best_effort()), f)

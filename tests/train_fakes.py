@@ -2,7 +2,7 @@
 
 The fake dataset implements the interface of `vivit_jax.data.build_dataset`
 (meta, train_iter, eval_iter, test_iter) on a handful of clips whose class is
-readable from their mean colour, so a tiny model learns it in a few steps.
+readable from their mean color, so a tiny model learns it in a few steps.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from vivit_jax.task import Task
 
 
 class TinyModel(nn.Module):
-  """Pools each frame's colour, then a 2-layer MLP: f32[B,T,H,W,3] -> f32[B,C]."""
+  """Pools each frame's color, then a 2-layer MLP: f32[B,T,H,W,3] -> f32[B,C]."""
 
   num_classes: int
   width: int = 16
@@ -38,7 +38,7 @@ class TinyModel(nn.Module):
 
 
 def make_clips(num: int, num_classes: int, shape=(4, 8, 8, 3), seed: int = 0):
-  """Clips whose colour channel `label % 3` is bright: (f32[N,T,H,W,3], i32[N])."""
+  """Clips whose color channel `label % 3` is bright: (f32[N,T,H,W,3], i32[N])."""
   rng = np.random.default_rng(seed)
   labels = np.arange(num) % num_classes
   clips = rng.normal(0.0, 0.1, (num, *shape)).astype(np.float32)

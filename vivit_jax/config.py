@@ -65,7 +65,7 @@ def _model_defaults() -> ml_collections.ConfigDict:
   m.num_heads = config_dict.placeholder(int)
   m.mlp_dim = config_dict.placeholder(int)
   m.num_layers = config_dict.placeholder(int)
-  # Factorised encoder (Model 2).
+  # Factorized encoder (Model 2).
   for name in ('spatial_transformer', 'temporal_transformer'):
     enc = ml_collections.ConfigDict()
     enc.num_heads = config_dict.placeholder(int)
@@ -142,8 +142,8 @@ def _dataset_defaults() -> ml_collections.ConfigDict:
   d.zero_centering = True
   d.random_flip = True
   # Train batches leave the host as uint8 crop windows (flipped; resized and
-  # RandAugmented when RandAugment is on) with each clip's drawn colour change,
-  # erasing box and window size; the train step does the resize, colour,
+  # RandAugmented when RandAugment is on) with each clip's drawn color change,
+  # erasing box and window size; the train step does the resize, color,
   # normalisation and random erasing on the devices
   # (vivit_jax/data/device_augment.py). Validation and test are unchanged.
   d.augment_on_device = False

@@ -246,7 +246,7 @@ def _batch_spec(config: ml_collections.ConfigDict, num_classes: int, batch: int)
     return out
   side = spec.device_window if spec.device_resize else s
   out['inputs'] = jax.ShapeDtypeStruct((batch, t, side, side, 3), jnp.uint8)
-  out['colour'] = jax.ShapeDtypeStruct((batch, 6), jnp.float32)
+  out['color'] = jax.ShapeDtypeStruct((batch, 6), jnp.float32)
   out['erase'] = jax.ShapeDtypeStruct((batch, 5), jnp.int32)
   if spec.device_resize:
     out['window'] = jax.ShapeDtypeStruct((batch, 2), jnp.int32)

@@ -214,7 +214,7 @@ def pipeline_clips_per_second(config, num_batches: int, warmup: int = 2) -> floa
 
   The host's batches as the trainer receives them, before any device work:
   with `dataset_configs.augment_on_device` these are uint8 crop windows whose
-  resize, colour and normalisation the train step does.
+  resize, color and normalisation the train step does.
   """
   config = resolve(config)
   dataset = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)

@@ -10,7 +10,7 @@ inflates it exactly as it would an ImageNet ViT.
 
 On data whose classes are motions (the synthetic set) one frame says little
 about the label, so this pre-training learns appearance (the shape, its
-colour and place), not the classes: a weaker image model than ImageNet's.
+color and place), not the classes: a weaker image model than ImageNet's.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Random parameters are drawn once per clip, so the frames of a clip stay
 consistent and motion is not confused with flicker.
 
-- Colour (`do_color_augment`), DMVR's `color_default_augm` as Scenic's K400
+- Color (`do_color_augment`), DMVR's `color_default_augm` as Scenic's K400
   recipe uses it: with probability `prob_color_augment`, on [0, 1] pixels,
   `random_brightness(32/255)`, `random_saturation(0.6, 1.4)`,
   `random_contrast(0.6, 1.4)` (pivot: each frame's per-channel mean) and
@@ -14,12 +14,12 @@ consistent and motion is not confused with flicker.
   with flip and normalisation into two passes: TensorFlow's own ops cost about
   8x as much on CPU.
 - RandAugment (`do_rand_augment`): see `rand_augment.py`. Scenic applies at most
-  one of RandAugment and colour augmentation (`clip_spec.Augmentation` checks it).
+  one of RandAugment and color augmentation (`clip_spec.Augmentation` checks it).
 - Random erasing (`do_random_erasing`, probability `prob_random_erasing`): one
   rectangle, the same in every frame, of 2% to 1/3 of the area and aspect ratio
   0.3 to 3.3, filled with uniform noise over the input range.
 
-Flip, colour and normalisation run as one XLA-compiled pass (`finish_clip`):
+Flip, color and normalisation run as one XLA-compiled pass (`finish_clip`):
 on CPU each separate pass over a clip costs about as much as decoding a few of
 its frames.
 """
@@ -40,11 +40,11 @@ HUE = 0.2
 LUMA = (0.2989, 0.587, 0.114)
 
 # (apply f32[], brightness delta, saturation factor, contrast factor, hue delta, drop f32[]).
-ColourTransform = tf.Tensor
+ColorTransform = tf.Tensor
 
 
-def colour_transform(*, prob_color: float, prob_drop: float, seed: tf.Tensor) -> ColourTransform:
-  """Draws one clip's colour change as DMVR's `color_default_augm` does.
+def color_transform(*, prob_color: float, prob_drop: float, seed: tf.Tensor) -> ColorTransform:
+  """Draws one clip's color change as DMVR's `color_default_augm` does.
 
   Args:
     prob_color: probability of the jitter (brightness, saturation, contrast, hue).
@@ -68,7 +68,7 @@ def colour_transform(*, prob_color: float, prob_drop: float, seed: tf.Tensor) ->
 
 # The HSV arithmetic below is written once for TensorFlow (the host pipeline)
 # and jax.numpy (`device_augment`, in the train step): `ops` is a namespace with
-# elementwise where, maximum, minimum and clip, and the colour planes are
+# elementwise where, maximum, minimum and clip, and the color planes are
 # separate arrays.
 TF_OPS = types.SimpleNamespace(
   where=tf.where, maximum=tf.maximum, minimum=tf.minimum, clip=tf.clip_by_value
@@ -85,7 +85,7 @@ def _max_span(rgb: Planes, ops: Any) -> tuple[Any, Any]:
 
 
 def saturate(rgb: Planes, factor: Any, ops: Any) -> Planes:
-  """tf.image.adjust_saturation without the HSV round trip, on colour planes.
+  """tf.image.adjust_saturation without the HSV round trip, on color planes.
 
   Scaling HSV saturation s to s' = min(s * factor, 1) at fixed hue and value v
   moves every channel c to v - (v - c) * s' / s; a pixel with v <= 0 has s = 0
@@ -98,7 +98,7 @@ def saturate(rgb: Planes, factor: Any, ops: Any) -> Planes:
 
 
 def shift_hue(rgb: Planes, delta: Any, ops: Any) -> Planes:
-  """tf.image.adjust_hue on colour planes: HSV hue + delta (mod 1) at fixed saturation
+  """tf.image.adjust_hue on color planes: HSV hue + delta (mod 1) at fixed saturation
   and value."""
   r, g, b = rgb
   v, span = _max_span(rgb, ops)
@@ -133,8 +133,8 @@ def _shift_hue(x: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
   return tf.stack(shift_hue(_planes(x), delta, TF_OPS), axis=-1)
 
 
-def apply_colour(clip: tf.Tensor, transform: ColourTransform, mean_stride: int = 1) -> tf.Tensor:
-  """f32[T,H,W,3] in [0, 1] -> the same with a `colour_transform` applied.
+def apply_color(clip: tf.Tensor, transform: ColorTransform, mean_stride: int = 1) -> tf.Tensor:
+  """f32[T,H,W,3] in [0, 1] -> the same with a `color_transform` applied.
 
   `mean_stride` > 1 estimates the contrast pivot (each frame's channel means)
   from every mean_stride-th row and column, which saves a pass over the clip.
@@ -182,7 +182,7 @@ def _finish(
   drop: bool,
 ) -> tf.Tensor:
   # One compiled pass per combination of the static switches, so that no clip
-  # pays for colour work it did not draw.
+  # pays for color work it did not draw.
   clip = tf.cast(clip, tf.float32)
   clip = tf.where(flip, tf.reverse(clip, axis=[2]), clip)
   # Clipped so that float rounding cannot leave the range.
@@ -198,27 +198,27 @@ def finish_clip(
   clip: tf.Tensor,
   *,
   flip: tf.Tensor,
-  colour: ColourTransform | None,
+  color: ColorTransform | None,
   zero_centering: bool,
 ) -> tf.Tensor:
-  """Flip, colour change and normalisation in one compiled pass.
+  """Flip, color change and normalisation in one compiled pass.
 
   Args:
     clip: u8[T,H,W,3] (or float in [0, 255]) with static shape.
     flip: bool[] mirror left-right.
-    colour: a `colour_transform`, or None.
+    color: a `color_transform`, or None.
     zero_centering: output [-1, 1] rather than [0, 1].
 
   Returns:
     f32[T,H,W,3].
   """
-  if colour is None:
+  if color is None:
     return _finish(clip, flip, tf.zeros([6]), zero_centering, False, False)
-  branch = tf.cast(colour[0] > 0, tf.int32) + 2 * tf.cast(colour[5] > 0, tf.int32)
+  branch = tf.cast(color[0] > 0, tf.int32) + 2 * tf.cast(color[5] > 0, tf.int32)
   return tf.switch_case(
     branch,
     [
-      lambda j=j, d=d: _finish(clip, flip, colour, zero_centering, j, d)
+      lambda j=j, d=d: _finish(clip, flip, color, zero_centering, j, d)
       for d in (False, True)
       for j in (False, True)
     ],

@@ -47,14 +47,14 @@ class Augmentation:
     return cls(**{field.name: getattr(aug, field.name) for field in dataclasses.fields(cls)})
 
   def __post_init__(self) -> None:
-    # Scenic applies at most one of RandAugment and colour augmentation (it
+    # Scenic applies at most one of RandAugment and color augmentation (it
     # warns and keeps RandAugment); asking for both is a config mistake, so it
     # stops here naming the keys.
     if self.do_rand_augment and self.do_color_augment:
       raise ConfigError(
         'dataset_configs.augmentation_params.do_rand_augment and .do_color_augment are both '
         'True; Scenic applies only one of them. Set one to False (the paper uses RandAugment '
-        'for SSv2 and EPIC-Kitchens, colour augmentation for Kinetics).'
+        'for SSv2 and EPIC-Kitchens, color augmentation for Kinetics).'
       )
     if self.rand_augment_contrast_pivot not in rand_augment.CONTRAST_PIVOTS:
       raise ConfigError(

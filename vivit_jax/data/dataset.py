@@ -73,7 +73,7 @@ class Dataset:
     """Infinite shuffled batches {'inputs': f32[D,B,T,H,W,3], 'label': f32[D,B,C],
     'batch_mask': f32[D,B]}, the same stream for the same rng_seed. With
     `augment_on_device`, 'inputs' are u8 (crop windows without RandAugment) and
-    'colour' f32[D,B,6], 'erase' i32[D,B,5] and 'window' i32[D,B,2] come with
+    'color' f32[D,B,6], 'erase' i32[D,B,5] and 'window' i32[D,B,2] come with
     them, for `meta.device_augment`.
 
     `start_step` resumes the stream exactly where step `start_step` would find

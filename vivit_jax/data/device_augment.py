@@ -2,7 +2,7 @@
 
 With that switch the host decodes, samples, crops and flips train clips and
 draws every random choice from the clip's seed, as without it, and sends uint8
-pixels with what it drew: the colour change (`augment.colour_transform`,
+pixels with what it drew: the color change (`augment.color_transform`,
 f32[6]) and the random-erasing box (`augment.erasing_box`, i32[5]). Without
 RandAugment (`ClipSpec.device_resize`) it sends the crop window itself, padded
 to a fixed size with zeros, with the window's size ('window', i32[2]), and
@@ -10,19 +10,19 @@ the resize runs here too; RandAugment works on the resized clip, so with it
 the host resizes and rounds to uint8. `DeviceAugment` turns such a batch into model
 inputs inside the jitted train step, the same XLA program on CPU, GPU and TPU:
 
-  (bilinear resize of the window) -> pixels / 255 -> colour change (DMVR's
+  (bilinear resize of the window) -> pixels / 255 -> color change (DMVR's
   `color_default_augm`: brightness, saturation, contrast, hue, clip to [0, 1];
-  then colour drop) -> [-1, 1] (zero_centering) or [0, 1] -> random erasing.
+  then color drop) -> [-1, 1] (zero_centering) or [0, 1] -> random erasing.
 
 It is the arithmetic of `video_ops.resize_region`, `augment.finish_clip` and
 `augment.random_erasing` with two differences: the contrast pivot is each
 frame's exact channel mean (the host estimates it from every 4th row and
 column to save a pass), and the erasing noise comes from the train step's
-random key rather than TensorFlow's. Which colour change, box, window and flip
+random key rather than TensorFlow's. Which color change, box, window and flip
 a clip gets is drawn on the host as without the switch, so the stream of
 augmentations is the same and resumes exactly.
 
-Why: on CPU hosts the resize and the float pass (colour in particular) cost
+Why: on CPU hosts the resize and the float pass (color in particular) cost
 more than decoding the JPEG frames, while on an accelerator they are a small
 fraction of a train step (by operation count: about 5 GFLOP a clip for the
 resize against about 840 for a ViViT-B step), and uint8 windows are about a
@@ -44,11 +44,11 @@ from vivit_jax.data import augment
 from vivit_jax.data.clip_spec import ClipSpec
 
 
-def apply_colour(x: jax.Array, colour: jax.Array) -> jax.Array:
-  """f32[B,T,H,W,3] in [0, 1] with each clip's `augment.colour_transform` f32[B,6] applied."""
-  # [B] -> [B,1,1,1], to broadcast over the [B,T,H,W] colour planes.
+def apply_color(x: jax.Array, color: jax.Array) -> jax.Array:
+  """f32[B,T,H,W,3] in [0, 1] with each clip's `augment.color_transform` f32[B,6] applied."""
+  # [B] -> [B,1,1,1], to broadcast over the [B,T,H,W] color planes.
   apply, brightness, saturation, contrast, hue, drop = (
-    colour[:, i, None, None, None] for i in range(6)
+    color[:, i, None, None, None] for i in range(6)
   )
   rgb = (x[..., 0], x[..., 1], x[..., 2])
   jittered = augment.saturate(tuple(c + brightness for c in rgb), saturation, jnp)
@@ -114,14 +114,14 @@ class DeviceAugment:
 
   Attributes:
     zero_centering: inputs in [-1, 1] rather than [0, 1].
-    colour: the batches carry colour changes to apply (`do_color_augment`).
+    color: the batches carry color changes to apply (`do_color_augment`).
     erasing: the batches carry erasing boxes (`do_random_erasing`).
     resize_to: the batches carry crop windows with their 'window' sizes, to be
       resized to this side (`ClipSpec.device_resize`); None: already resized.
   """
 
   zero_centering: bool
-  colour: bool
+  color: bool
   erasing: bool
   resize_to: int | None
 
@@ -135,7 +135,7 @@ class DeviceAugment:
     return cls(spec.zero_centering, aug.do_color_augment, aug.do_random_erasing, resize_to)
 
   def __call__(self, batch: dict[str, jax.Array], rng: jax.Array) -> jax.Array:
-    """{'inputs': u8[B,T,H,W,3], 'colour': f32[B,6], 'erase': i32[B,5], ('window':
+    """{'inputs': u8[B,T,H,W,3], 'color': f32[B,6], 'erase': i32[B,5], ('window':
     i32[B,2])} -> f32[B,T,S,S,3].
 
     `rng` draws the erasing noise (unused without erasing).
@@ -146,8 +146,8 @@ class DeviceAugment:
     x = x.astype(jnp.float32)
     # Clipped so that float rounding cannot leave the range, as on the host.
     x = jnp.clip(x * (1.0 / 255.0), 0.0, 1.0)
-    if self.colour:
-      x = apply_colour(x, batch['colour'])
+    if self.color:
+      x = apply_color(x, batch['color'])
     low = 0.0
     if self.zero_centering:
       x, low = x * 2.0 - 1.0, -1.0
@@ -158,7 +158,7 @@ class DeviceAugment:
   def host_batch_inputs(self, batch: dict[str, jax.Array], rng: jax.Array) -> jax.Array:
     """A host train batch [D,B,...] -> its model inputs f32[D,B,T,H,W,3] (on the default
     device), as the train step makes them: for tools that show or time them."""
-    keys = ('inputs', 'colour', 'erase', 'window')
+    keys = ('inputs', 'color', 'erase', 'window')
     return _host_batch_inputs(self, {k: batch[k] for k in keys if k in batch}, rng)
 
 

@@ -34,7 +34,7 @@ class DatasetMeta:
       on the devices, `(batch, rng) -> f32 inputs` (a
       `vivit_jax.data.device_augment.DeviceAugment`, with
       `dataset_configs.augment_on_device`: the batches then hold u8 'inputs',
-      'colour', 'erase' and, unless RandAugment is on, 'window').
+      'color', 'erase' and, unless RandAugment is on, 'window').
   """
 
   task: Task
@@ -56,7 +56,7 @@ class TrainingData(Protocol):
 
   Batches are dicts of numpy arrays with a leading local-device axis:
   'inputs' f32[devices, b, T, H, W, 3] (test: [devices, b, views, T, H, W, 3];
-  train: u8 plus 'colour' and 'erase' when `meta.device_augment` is set),
+  train: u8 plus 'color' and 'erase' when `meta.device_augment` is set),
   'label' f32[devices, b, C], 'batch_mask' f32[devices, b]; evaluation
   batches also carry 'key' (a clip's name) and are padded to a whole batch,
   with batch_mask 0 on the padding.

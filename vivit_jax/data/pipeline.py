@@ -82,7 +82,7 @@ def _output(record, video, target, error) -> Record:
 
 def train_clip(record: Record, seed: tf.Tensor, spec: ClipSpec, jpeg_only: bool) -> Record:
   """A randomly sampled and augmented clip: inputs f32[T,S,S,3] (with
-  `spec.augment_on_device`, u8 and the drawn 'colour', 'erase' and 'window'; see
+  `spec.augment_on_device`, u8 and the drawn 'color', 'erase' and 'window'; see
   `train_output`).
 
   JPEG frames decode only the crop's window; the geometry and augmentation are
@@ -125,7 +125,7 @@ def train_output(
   """A train clip's element: `make()`'s clip and extras, or zeros when `error` is set.
 
   The clip is f32[T,S,S,3], or u8 with `spec.augment_on_device`; the extras
-  are then 'colour' f32[6] and 'erase' i32[5], and with `spec.device_resize`
+  are then 'color' f32[6] and 'erase' i32[5], and with `spec.device_resize`
   the clip is the crop window u8[T,M,M,3] (M = `spec.device_window`) with its
   size in 'window' i32[2] (see `device_augment`).
   """
@@ -142,11 +142,11 @@ def train_output(
 
 
 def _device_extras(
-  spec: ClipSpec, colour: tf.Tensor | None, seed: tf.Tensor | None, window: tf.Tensor
+  spec: ClipSpec, color: tf.Tensor | None, seed: tf.Tensor | None, window: tf.Tensor
 ) -> dict[str, tf.Tensor]:
   """What the train step needs besides the uint8 clip with `augment_on_device`.
 
-  No colour or no seed (an invalid record): nothing changed, nothing erased.
+  No color or no seed (an invalid record): nothing changed, nothing erased.
   `window` is the size of the sent window (used with `spec.device_resize`).
   """
   if not spec.augment_on_device:
@@ -155,7 +155,7 @@ def _device_extras(
   box = tf.zeros([5], tf.int32)
   if aug.do_random_erasing and seed is not None:
     box = augment.erasing_box(spec.crop_size, spec.crop_size, aug.prob_random_erasing, seed)
-  extras = {'colour': tf.zeros([6]) if colour is None else colour, 'erase': box}
+  extras = {'color': tf.zeros([6]) if color is None else color, 'erase': box}
   if spec.device_resize:
     extras['window'] = tf.cast(window, tf.int32)
   return extras
@@ -222,11 +222,11 @@ def _train_window(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor, spec: Cl
 def _train_from_region(
   region: tf.Tensor, seed: tf.Tensor, spec: ClipSpec
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-  """Resize of the crop window, flip, RandAugment or colour, normalisation, erasing.
+  """Resize of the crop window, flip, RandAugment or color, normalisation, erasing.
 
   Returns (f32[T,S,S,3] with everything applied, {}). With
   `spec.augment_on_device` the clip is u8 and the extras hold what was drawn,
-  from the same seeds: {'colour': the colour change f32[6], 'erase': the
+  from the same seeds: {'color': the color change f32[6], 'erase': the
   erasing box i32[5]}; the clip is then the flipped crop window padded to
   u8[T,M,M,3] with its size in 'window' (`spec.device_resize`), or, with
   RandAugment, the resized, flipped and RandAugmented u8[T,S,S,3].
@@ -234,9 +234,9 @@ def _train_from_region(
   region = tf.ensure_shape(region, [spec.num_frames, None, None, 3])
   aug = spec.augmentation
   seeds = tf.random.experimental.stateless_split(seed, 4)
-  colour = None
+  color = None
   if aug.do_color_augment:
-    colour = augment.colour_transform(
+    color = augment.color_transform(
       prob_color=aug.prob_color_augment, prob_drop=aug.prob_color_drop, seed=seeds[1]
     )
   flip = tf.constant(False)
@@ -245,7 +245,7 @@ def _train_from_region(
   if spec.device_resize:
     # Flipping the window flips its bilinear resize: the device does the rest.
     padded, size = _padded_window(region, flip, spec)
-    return padded, _device_extras(spec, colour, seeds[3], size)
+    return padded, _device_extras(spec, color, seeds[3], size)
   clip = video_ops.resize_region(region, spec.crop_size)
   if aug.do_rand_augment:
     clip = rand_augment.rand_augment(
@@ -257,8 +257,8 @@ def _train_from_region(
     )
   if spec.augment_on_device:
     size = tf.constant([spec.crop_size] * 2)
-    return augment.to_uint8(clip, flip), _device_extras(spec, colour, seeds[3], size)
-  clip = augment.finish_clip(clip, flip=flip, colour=colour, zero_centering=spec.zero_centering)
+    return augment.to_uint8(clip, flip), _device_extras(spec, color, seeds[3], size)
+  clip = augment.finish_clip(clip, flip=flip, color=color, zero_centering=spec.zero_centering)
   if aug.do_random_erasing:
     low = -1.0 if spec.zero_centering else 0.0
     clip = augment.random_erasing(clip, aug.prob_random_erasing, seeds[3], low, 1.0)

@@ -8,7 +8,7 @@ background with a static distractor blob. The class is how the shape moves:
 
 Reversing time maps every class onto its partner (right <-> left, ...), so a
 model that ignores frame order cannot tell the partners apart and scores at
-most 50%. Colours, sizes, speeds, start positions and the distractor are
+most 50%. Colors, sizes, speeds, start positions and the distractor are
 random.
 
 The 'temporal_order' variant (`variant='temporal_order'`) tells classes apart
@@ -139,8 +139,8 @@ def render_clip(
   blob = (grid[:, None] - blob_centre[1]) ** 2 + (grid[None] - blob_centre[0]) ** 2 < blob_radius**2
   background = rng.uniform(0, 90, 3) + rng.normal(0, 12, (size, size, 1))
   background[blob] = rng.uniform(60, 200, 3)
-  colour = rng.uniform(140, 255, 3).astype(np.float32)
-  frames = np.where(mask[..., None], colour, background.astype(np.float32))
+  color = rng.uniform(140, 255, 3).astype(np.float32)
+  frames = np.where(mask[..., None], color, background.astype(np.float32))
   frames += rng.standard_normal(frames.shape, dtype=np.float32) * 4
   return np.clip(np.round(frames), 0, 255).astype(np.uint8)
 
@@ -233,7 +233,7 @@ def generate(
 
 
 # H.264 settings of the mp4 format: crf 4 keeps the decoded pixels within about 3.6
-# levels (mean) of the rendered ones; most of that is yuv420p's halved colour
+# levels (mean) of the rendered ones; most of that is yuv420p's halved color
 # resolution on 32x32 frames, which even crf 0 (3.4 levels) cannot avoid.
 MP4_CODEC = 'libx264'
 MP4_PIX_FMT = 'yuv420p'

@@ -3,8 +3,8 @@
 The figure shows the centre clip (the evaluation view) of a video: the input
 frames with their index in the video and time in seconds, the same frames under
 the attention-rollout heatmap of the token time step each frame belongs to, on
-ONE colour scale for the whole clip (so a step the model ignores looks cold),
-with its colour bar, a bar chart of each time step's share of the clip's
+ONE color scale for the whole clip (so a step the model ignores looks cold),
+with its color bar, a bar chart of each time step's share of the clip's
 attention, and the predicted class with its probability in the title.
 """
 
@@ -124,7 +124,7 @@ def figure_image(attention: Attention, *, scale: int = 1, title: str | None = No
     top=1 - 0.75 / height,
     bottom=0.4 / height,
   )
-  # One colour scale for the whole clip: the hottest token of any step is 1.
+  # One color scale for the whole clip: the hottest token of any step is 1.
   frame_maps = attention.frame_maps
   size = attention.frames.shape[1]
   cmap = matplotlib.colormaps['jet']
@@ -145,12 +145,12 @@ def figure_image(attention: Attention, *, scale: int = 1, title: str | None = No
       fig.axes[-2].set_ylabel('input', fontsize=8)
       fig.axes[-1].set_ylabel('attention', fontsize=8)
   bar_axis = fig.add_subplot(grid[1, num_frames])
-  colour_bar = fig.colorbar(
+  color_bar = fig.colorbar(
     matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap), cax=bar_axis
   )
-  colour_bar.set_ticks([0, 0.5, 1])
-  colour_bar.ax.tick_params(labelsize=6)
-  colour_bar.set_label('relevance / clip max', fontsize=6)
+  color_bar.set_ticks([0, 0.5, 1])
+  color_bar.ax.tick_params(labelsize=6)
+  color_bar.set_label('relevance / clip max', fontsize=6)
   # Each time step's share, one bar spanning the frames of its tubelets.
   shares = attention.step_shares
   chart = fig.add_subplot(grid[2, :num_frames])

@@ -19,13 +19,13 @@ from vivit_jax.models.options import (
   HeadOptions,
   TokenOptions,
 )
-from vivit_jax.models.vivit import FactorisedEncoderViViT, ViViT
+from vivit_jax.models.vivit import FactorizedEncoderViViT, ViViT
 
 __all__ = [
   'AttentionOptions',
   'BlockOptions',
   'EncoderSize',
-  'FactorisedEncoderViViT',
+  'FactorizedEncoderViViT',
   'HeadOptions',
   'ModelDescription',
   'TokenOptions',

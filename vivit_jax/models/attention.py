@@ -199,13 +199,13 @@ def make_factorized_attention_fn(implementation: str) -> AttentionFn:
   def factorized(query, key, value, *, dropout_rng, **options):
     if query.ndim != 5:
       raise ValueError(
-        'Factorised dot-product attention needs q/k/v shaped [batch, time, space, '
+        'Factorized dot-product attention needs q/k/v shaped [batch, time, space, '
         f'heads, head_dim]; got {query.shape}.'
       )
     num_heads = query.shape[-2]
     if num_heads % 2:
       raise ValueError(
-        f'Factorised dot-product attention splits the heads in two; {num_heads} heads is odd.'
+        f'Factorized dot-product attention splits the heads in two; {num_heads} heads is odd.'
       )
     half = num_heads // 2
     rngs = (None, None) if dropout_rng is None else tuple(jax.random.split(dropout_rng))

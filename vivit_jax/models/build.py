@@ -24,7 +24,7 @@ from vivit_jax.models.options import (
   HeadOptions,
   TokenOptions,
 )
-from vivit_jax.models.vivit import FactorisedEncoderViViT, ViViT
+from vivit_jax.models.vivit import FactorizedEncoderViViT, ViViT
 
 _Options = TypeVar('_Options')
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -262,7 +262,7 @@ def build_module(description: ModelDescription) -> nn.Module:
   if d.head.num_classes is None:
     raise ConfigError('Set dataset_configs.num_classes (or pass num_classes) to a positive int.')
   if d.attention.type == 'factorized_encoder':
-    return FactorisedEncoderViViT(
+    return FactorizedEncoderViViT(
       tokens=d.tokens,
       spatial=d.encoders['SpatialTransformer'],
       temporal=None if d.spatial_only_baseline else d.encoders['TemporalTransformer'],

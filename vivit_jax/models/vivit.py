@@ -2,7 +2,7 @@
 
 `ViViT` is Model 1 (spatio-temporal attention), Model 3 (factorised
 self-attention) and Model 4 (factorised dot-product attention): one encoder
-over all tokens with a different block. `FactorisedEncoderViViT` is Model 2: a
+over all tokens with a different block. `FactorizedEncoderViViT` is Model 2: a
 spatial encoder on every frame with shared weights, then a temporal encoder on
 the frame representations. Both take the option groups of options.py;
 `build_model` fills them from a config.
@@ -102,7 +102,7 @@ class ViViT(nn.Module):
     return _head(_pool(x, self.head.classifier), self.head)
 
 
-class FactorisedEncoderViViT(nn.Module):
+class FactorizedEncoderViViT(nn.Module):
   """Model 2: spatial encoder per frame (shared weights), then temporal encoder.
 
   With `attention.spatial_only_baseline`, the temporal encoder is replaced by

@@ -303,7 +303,7 @@ def pipeline_config(base, data_dir: str, side: int, batch: int, on_device: bool)
   d.examples_per_subset = {'train': _PIPELINE_CLIPS}
   d.shuffle_buffer_size = _PIPELINE_CLIPS
   d.augment_on_device = on_device
-  # configs/k400_fe.py's augmentation: flip, scale jitter, colour.
+  # configs/k400_fe.py's augmentation: flip, scale jitter, color.
   d.augmentation_params.update(do_jitter_scale=True, do_color_augment=True)
   return config
 
@@ -340,9 +340,9 @@ def pipeline_section(base, size: Size, workdir: str, batch: int, steps: int) -> 
     f'The factorised encoder in {dtype} at batch {batch} on one device; synthetic JPEG '
     f'videos of short side {side} '
     f'({_PIPELINE_CLIPS} clips, written in {written:.1f} s), {frames} frames of '
-    f'{base.dataset_configs.crop_size}² with flips, scale jitter and colour augmentation; {num} '
+    f'{base.dataset_configs.crop_size}² with flips, scale jitter and color augmentation; {num} '
     "batches per figure. The pipeline alone is the host's batches (uint8 windows with "
-    'augment_on_device, whose resize, colour and normalisation the step then does). A '
+    'augment_on_device, whose resize, color and normalisation the step then does). A '
     'pipeline / step ratio under 1 means the input pipeline would hold the step back. On a '
     'CPU-only host the step and tf.data share the same cores.',
   ]

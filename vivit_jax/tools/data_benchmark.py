@@ -12,7 +12,7 @@ Their ratio says how much the work around decoding costs. The two are timed
 alternately `--repeats` times; the median and the range are printed.
 
 With `dataset_configs.augment_on_device` the model-ready figure includes the
-train step's device work (resize, colour, normalisation, erasing), run on the default
+train step's device work (resize, color, normalisation, erasing), run on the default
 JAX device as each batch arrives, and the host's uint8 batches alone are timed
 too: on a CPU-only machine the device work shares the cores with tf.data, on an
 accelerator the host figure is what feeds it.
@@ -249,7 +249,7 @@ def clips_per_second(iterator: Iterator, batch: int, warmup: int, num_batches: i
 def _model_ready(ds_obj) -> Iterator:
   """Train batches as the train step's model sees them.
 
-  With `augment_on_device` the step's device work (resize, colour,
+  With `augment_on_device` the step's device work (resize, color,
   normalisation, erasing) is done here on the default device and waited for, while tf.data
   keeps preparing the next batches, as in training.
   """
@@ -339,7 +339,7 @@ def main(argv: Sequence[str]) -> None:
     f'Clips of {dc.num_frames} frames (stride {dc.stride}), short side {dc.min_resize}, '
     f'crop {dc.crop_size}, batch {config.batch_size}, {os.cpu_count()} CPUs, '
     f'{config.dataset_name}; flip {dc.random_flip}, scale jitter {aug.do_jitter_scale}, '
-    f'colour {aug.do_color_augment}, RandAugment {aug.do_rand_augment} '
+    f'color {aug.do_color_augment}, RandAugment {aug.do_rand_augment} '
     f'({aug.rand_augment_num_layers}/{aug.rand_augment_magnitude}).'
   )
   bound = 'video decode bound' if config.dataset_name == 'video_files' else 'JPEG decode bound'

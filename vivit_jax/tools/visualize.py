@@ -7,7 +7,7 @@ The video is decoded and preprocessed as by `predict`, and its centre clip
 (the evaluation view) is shown (Model 1 and the factorised encoder, Model 2):
 the T input frames with their index in the video and time in seconds; the same
 frames under the rollout heatmap of the token time step each frame belongs to,
-on one colour scale for the whole clip (colour bar on the right); a bar chart
+on one color scale for the whole clip (color bar on the right); a bar chart
 of each time step's share of the attention; and, in the title, the class that
 `predict` gives the video and its probability. `--scale` multiplies the
 resolution (default: about 90 pixels a frame).

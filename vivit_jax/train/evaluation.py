@@ -167,9 +167,9 @@ def confusion_image(
 ) -> np.ndarray:
   """The confusion matrix as a f32[1, H, W, 3] image in [0, 1], for TensorBoard.
 
-  Rows are true classes, columns predicted ones; the colour is the row-normalised
+  Rows are true classes, columns predicted ones; the color is the row-normalised
   rate (the share of each true class given each prediction, on one scale from 0 to
-  1 with a colour bar), and each cell prints its count while there are at most 20
+  1 with a color bar), and each cell prints its count while there are at most 20
   classes. Class names label both axes while there are at most 40 (indices else).
 
   Args:
@@ -197,8 +197,8 @@ def confusion_image(
   if num <= _COUNTED_CLASSES:
     for (i, j), count in np.ndenumerate(matrix):
       if count:
-        colour = 'white' if rates[i, j] > 0.5 else 'black'
-        ax.text(j, i, str(count), ha='center', va='center', color=colour, fontsize=8)
+        color = 'white' if rates[i, j] > 0.5 else 'black'
+        ax.text(j, i, str(count), ha='center', va='center', color=color, fontsize=8)
   correct = np.trace(matrix) / max(matrix.sum(), 1)
   heading = f'{int(matrix.sum())} clips, {100 * correct:.1f}% on the diagonal'
   ax.set_title(f'{title}\n{heading}' if title else heading, fontsize=10)

@@ -97,7 +97,7 @@ def make_update_fn(
     options: the regularisers, clipping and mixing (`StepOptions.from_config`).
     device_augment: the dataset's `meta.device_augment`, `(batch, rng) ->
       inputs` (with `dataset_configs.augment_on_device`: u8 inputs; resize,
-      colour, normalisation, erasing); None when the batch's 'inputs' are ready.
+      color, normalisation, erasing); None when the batch's 'inputs' are ready.
     placement: how the step is spread over devices (`parallel.from_config`);
       default `parallel.Replicated()`, pmap over all devices. `vivit_jax.fit`
       passes one over a TPU slice's devices to compile the step for it.

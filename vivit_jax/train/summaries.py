@@ -4,7 +4,7 @@ As in Flax's examples, each split has its own clu metric writer (the logging
 writer names the split as its collection). The trainer names metrics
 `<split>/<metric>`; the split picks the run and the metric keeps its name
 inside it, so TensorBoard draws `loss` or `top1` of every split on one chart,
-one colour per run.
+one color per run.
 """
 
 from __future__ import annotations
