@@ -215,6 +215,27 @@ def _mesh(results, row, slice_name) -> None:
     _compile(results, row, slice_name, per_chip, label, changes)
 
 
+def _comparison(results, rows, slices, labels, cell, blank) -> list[str]:
+  """Table lines, one per row and slice at the paper's batch: `cell(entry)` for each of `labels`
+  that compiled (`blank` pads the cells of one that did not)."""
+  lines = []
+  for row in rows:
+    for slice_name in slices:
+      per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
+      compiles = results.get(row, {}).get(slice_name, {}).get('compiles', {})
+      cells = []
+      for label in labels:
+        entry = compiles.get(f'{label}@{per_chip}')
+        if entry is None:
+          cells += ['not compiled yet', *blank]
+        elif entry['error'] is not None:
+          cells += ['out of memory', *blank]
+        else:
+          cells += cell(entry)
+      lines.append(f'| `{row}` | {slice_name} | {per_chip} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
 def _render_mesh(results: dict) -> list[str]:
   lines = [
     '## pmap, or the state split over the chips (FSDP)',
@@ -226,22 +247,14 @@ def _render_mesh(results: dict) -> list[str]:
     '| model | slice | clips/chip | pmap | FSDP | pmap + remat | FSDP + remat |',
     '|---|---|---|---|---|---|---|',
   ]
-  for row in MESH_ROWS:
-    for slice_name in MESH_SLICES:
-      per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
-      compiles = results.get(row, {}).get(slice_name, {}).get('compiles', {})
-      cells = []
-      for label in ('config', 'FSDP', 'remat', 'remat + FSDP'):
-        entry = compiles.get(f'{label}@{per_chip}')
-        if entry is None:
-          cells.append('not compiled yet')
-        elif entry['error'] is not None:
-          cells.append('out of memory')
-        else:
-          over = '' if entry['fits'] else ', over the HBM'
-          recompute = entry['flops'] / entry['paper_flops'] - 1
-          cells.append(f'{_gib(entry["peak_bytes"])} ({recompute:+.0%}{over})')
-      lines.append(f'| `{row}` | {slice_name} | {per_chip} | ' + ' | '.join(cells) + ' |')
+
+  def cell(entry: dict) -> list[str]:
+    over = '' if entry['fits'] else ', over the HBM'
+    recompute = entry['flops'] / entry['paper_flops'] - 1
+    return [f'{_gib(entry["peak_bytes"])} ({recompute:+.0%}{over})']
+
+  labels = ('config', 'FSDP', 'remat', 'remat + FSDP')
+  lines += _comparison(results, MESH_ROWS, MESH_SLICES, labels, cell, blank=[])
   return lines + [
     '',
     'In parentheses: compiled FLOPs over 3x the forward count (recomputation: remat, or the',
@@ -266,21 +279,12 @@ def _render_splash(results: dict) -> list[str]:
     'splash: peak GiB/chip | TFLOP/chip-step outside the kernel |',
     '|---|---|---|---|---|---|---|',
   ]
-  for row in SPLASH_ROWS:
-    for slice_name in SPLASH_SLICES:
-      per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
-      compiles = results.get(row, {}).get(slice_name, {}).get('compiles', {})
-      cells = []
-      for label in ('config', SPLASH[0]):
-        entry = compiles.get(f'{label}@{per_chip}')
-        if entry is None:
-          cells += ['not compiled yet', '']
-        elif entry['error'] is not None:
-          cells += ['out of memory', '']
-        else:
-          over = '' if entry['fits'] else ' (over the HBM)'
-          cells += [f'{_gib(entry["peak_bytes"])}{over}', f'{entry["flops"] / 1e12:.1f}']
-      lines.append(f'| `{row}` | {slice_name} | {per_chip} | ' + ' | '.join(cells) + ' |')
+
+  def cell(entry: dict) -> list[str]:
+    over = '' if entry['fits'] else ' (over the HBM)'
+    return [f'{_gib(entry["peak_bytes"])}{over}', f'{entry["flops"] / 1e12:.1f}']
+
+  lines += _comparison(results, SPLASH_ROWS, SPLASH_SLICES, ('config', SPLASH[0]), cell, [''])
   return lines + ['']
 
 
