@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
+from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
 
 AttentionFn = Callable[..., jax.Array]
 
@@ -60,14 +62,6 @@ def _splash_kernel(length: int, padded: int, num_heads: int, interpret: bool):
   Every query sees the first `length` keys and none of the padding; the mask
   is static, so the kernel skips the key blocks that are padding only.
   """
-  # Imported here: Pallas's TPU modules cost every model import 0.2 s otherwise.
-  from jax.experimental.pallas.ops.tpu.splash_attention import (
-    splash_attention_kernel as splash,
-  )
-  from jax.experimental.pallas.ops.tpu.splash_attention import (
-    splash_attention_mask as splash_mask,
-  )
-
   keys = np.zeros((padded, padded), dtype=np.bool_)
   keys[:, :length] = True
   mask = splash_mask.MultiHeadMask([splash_mask.NumpyMask(keys)] * num_heads)
