@@ -30,6 +30,7 @@ import numpy as np
 from absl import logging
 
 from vivit_jax import config as config_lib
+from vivit_jax.data import augment
 from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.data.device_augment import DeviceAugment
 from vivit_jax.data.meta import DatasetMeta
@@ -246,8 +247,8 @@ def _batch_spec(config: ml_collections.ConfigDict, num_classes: int, batch: int)
     return out
   side = spec.device_window if spec.device_resize else s
   out['inputs'] = jax.ShapeDtypeStruct((batch, t, side, side, 3), jnp.uint8)
-  out['color'] = jax.ShapeDtypeStruct((batch, 6), jnp.float32)
-  out['erase'] = jax.ShapeDtypeStruct((batch, 5), jnp.int32)
+  out['color'] = jax.ShapeDtypeStruct((batch, len(augment.ColorDraw._fields)), jnp.float32)
+  out['erase'] = jax.ShapeDtypeStruct((batch, len(augment.EraseBox._fields)), jnp.int32)
   if spec.device_resize:
     out['window'] = jax.ShapeDtypeStruct((batch, 2), jnp.int32)
   return out

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import types
-from typing import Any
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
@@ -39,8 +39,33 @@ HUE = 0.2
 # tf.image.rgb_to_grayscale's weights.
 LUMA = (0.2989, 0.587, 0.114)
 
-# (apply f32[], brightness delta, saturation factor, contrast factor, hue delta, drop f32[]).
+# A drawn color change travels with its clip as one f32[6] vector (a batch: f32[B, 6]);
+# `ColorDraw` names its fields, in that order, wherever it is packed or read.
 ColorTransform = tf.Tensor
+
+
+class ColorDraw(NamedTuple):
+  """The fields of a drawn color change (`color_transform`), in the vector's order.
+
+  Each field is a scalar per clip, or whatever slice of a batch the reader takes.
+  """
+
+  apply: Any  # 1 if the jitter applies, else 0.
+  brightness: Any  # delta added to every channel
+  saturation: Any  # factor
+  contrast: Any  # factor, about each frame's channel means
+  hue: Any  # delta, in turns of the HSV hue circle
+  drop: Any  # 1 if the clip turns grey, else 0.
+
+
+class EraseBox(NamedTuple):
+  """The fields of a drawn erasing rectangle (`erasing_box`), in the i32[5] vector's order."""
+
+  erase: Any  # 1 if the clip is erased, else 0.
+  top: Any
+  left: Any
+  height: Any
+  width: Any
 
 
 def color_transform(*, prob_color: float, prob_drop: float, seed: tf.Tensor) -> ColorTransform:
@@ -52,8 +77,7 @@ def color_transform(*, prob_color: float, prob_drop: float, seed: tf.Tensor) -> 
     seed: int32[2].
 
   Returns:
-    f32[6]: (apply, brightness delta, saturation factor, contrast factor, hue
-    delta, drop), apply and drop 0 or 1.
+    f32[6]: the `ColorDraw` fields, in order.
   """
   s = tf.random.experimental.stateless_split(seed, 6)
   apply = tf.random.stateless_uniform([], s[0]) < prob_color
@@ -62,8 +86,15 @@ def color_transform(*, prob_color: float, prob_drop: float, seed: tf.Tensor) -> 
   contrast = tf.random.stateless_uniform([], s[3], *CONTRAST)
   hue = tf.random.stateless_uniform([], s[4], -HUE, HUE)
   drop = tf.random.stateless_uniform([], s[5]) < prob_drop
-  flags = [tf.cast(apply, tf.float32), tf.cast(drop, tf.float32)]
-  return tf.stack([flags[0], brightness, saturation, contrast, hue, flags[1]])
+  draw = ColorDraw(
+    apply=tf.cast(apply, tf.float32),
+    brightness=brightness,
+    saturation=saturation,
+    contrast=contrast,
+    hue=hue,
+    drop=tf.cast(drop, tf.float32),
+  )
+  return tf.stack(draw)
 
 
 # The HSV arithmetic below is written once for TensorFlow (the host pipeline)
@@ -139,7 +170,8 @@ def apply_color(clip: tf.Tensor, transform: ColorTransform, mean_stride: int = 1
   `mean_stride` > 1 estimates the contrast pivot (each frame's channel means)
   from every mean_stride-th row and column, which saves a pass over the clip.
   """
-  apply, brightness, saturation, contrast, hue, drop = tf.unstack(transform)
+  draw = ColorDraw(*tf.unstack(transform))
+  brightness, saturation, contrast = draw.brightness, draw.saturation, draw.contrast
   x = _saturate(clip + brightness, saturation)
   sample = (
     x
@@ -147,10 +179,10 @@ def apply_color(clip: tf.Tensor, transform: ColorTransform, mean_stride: int = 1
     else _saturate(clip[..., ::mean_stride, ::mean_stride, :] + brightness, saturation)
   )
   mean = tf.reduce_mean(sample, axis=[-3, -2], keepdims=True)
-  x = _shift_hue((x - mean) * contrast + mean, hue)
-  x = tf.where(apply > 0, tf.clip_by_value(x, 0.0, 1.0), clip)
+  x = _shift_hue((x - mean) * contrast + mean, draw.hue)
+  x = tf.where(draw.apply > 0, tf.clip_by_value(x, 0.0, 1.0), clip)
   grey = x[..., :1] * LUMA[0] + x[..., 1:2] * LUMA[1] + x[..., 2:] * LUMA[2]
-  return tf.where(drop > 0, tf.broadcast_to(grey, tf.shape(x)), x)
+  return tf.where(draw.drop > 0, tf.broadcast_to(grey, tf.shape(x)), x)
 
 
 # The contrast pivot (each frame's channel means) from every 4th row and
@@ -160,11 +192,12 @@ MEAN_STRIDE = 4
 
 
 def _jitter(x: tf.Tensor, transform: tf.Tensor) -> tf.Tensor:
-  _, brightness, saturation, contrast, hue, _ = tf.unstack(transform)
+  draw = ColorDraw(*tf.unstack(transform))
+  brightness, saturation = draw.brightness, draw.saturation
   sample = _saturate(x[..., ::MEAN_STRIDE, ::MEAN_STRIDE, :] + brightness, saturation)
   mean = tf.reduce_mean(sample, axis=[-3, -2], keepdims=True)
   x = _saturate(x + brightness, saturation)
-  return tf.clip_by_value(_shift_hue((x - mean) * contrast + mean, hue), 0.0, 1.0)
+  return tf.clip_by_value(_shift_hue((x - mean) * draw.contrast + mean, draw.hue), 0.0, 1.0)
 
 
 def _grey3(x: tf.Tensor) -> tf.Tensor:
@@ -214,7 +247,8 @@ def finish_clip(
   """
   if color is None:
     return _finish(clip, flip, tf.zeros([6]), zero_centering, False, False)
-  branch = tf.cast(color[0] > 0, tf.int32) + 2 * tf.cast(color[5] > 0, tf.int32)
+  draw = ColorDraw(*tf.unstack(color))
+  branch = tf.cast(draw.apply > 0, tf.int32) + 2 * tf.cast(draw.drop > 0, tf.int32)
   return tf.switch_case(
     branch,
     [
@@ -234,8 +268,8 @@ def erasing_box(height: tf.Tensor, width: tf.Tensor, prob: float, seed: tf.Tenso
     seed: int32[2] (the same as `random_erasing`'s).
 
   Returns:
-    int32[5]: (erase 0 or 1, top, left, height, width), 2% to 1/3 of the area,
-    aspect ratio 0.3 to 3.3.
+    int32[5]: the `EraseBox` fields, in order: 2% to 1/3 of the area, aspect
+    ratio 0.3 to 3.3.
   """
   s = tf.random.experimental.stateless_split(seed, 6)
   h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
@@ -247,7 +281,7 @@ def erasing_box(height: tf.Tensor, width: tf.Tensor, prob: float, seed: tf.Tenso
   top = tf.random.stateless_uniform([], s[2], 0, height - eh + 1, dtype=tf.int32)
   left = tf.random.stateless_uniform([], s[3], 0, width - ew + 1, dtype=tf.int32)
   erase = tf.cast(tf.random.stateless_uniform([], s[5]) < prob, tf.int32)
-  return tf.stack([erase, top, left, eh, ew])
+  return tf.stack(EraseBox(erase=erase, top=top, left=left, height=eh, width=ew))
 
 
 def random_erasing(
@@ -266,14 +300,16 @@ def random_erasing(
     f32[T,H,W,3].
   """
   shape = tf.shape(clip)
-  erase, top, left, eh, ew = tf.unstack(erasing_box(shape[1], shape[2], prob, seed))
-  rows = tf.logical_and(tf.range(shape[1]) >= top, tf.range(shape[1]) < top + eh)
-  cols = tf.logical_and(tf.range(shape[2]) >= left, tf.range(shape[2]) < left + ew)
+  box = EraseBox(*tf.unstack(erasing_box(shape[1], shape[2], prob, seed)))
+  rows = tf.range(shape[1])
+  rows = tf.logical_and(rows >= box.top, rows < box.top + box.height)
+  cols = tf.range(shape[2])
+  cols = tf.logical_and(cols >= box.left, cols < box.left + box.width)
   mask = tf.logical_and(rows[:, None], cols[None, :])[None, :, :, None]
   noise_seed = tf.random.experimental.stateless_split(seed, 6)[4]
   noise = tf.random.stateless_uniform(tf.shape(clip[:1]), noise_seed, low, high)
   erased = tf.where(mask, noise, clip)
-  return tf.cond(erase > 0, lambda: erased, lambda: clip)
+  return tf.cond(box.erase > 0, lambda: erased, lambda: clip)
 
 
 @tf.function(jit_compile=True)

@@ -46,22 +46,20 @@ from vivit_jax.data.clip_spec import ClipSpec
 
 def apply_color(x: jax.Array, color: jax.Array) -> jax.Array:
   """f32[B,T,H,W,3] in [0, 1] with each clip's `augment.color_transform` f32[B,6] applied."""
-  # [B] -> [B,1,1,1], to broadcast over the [B,T,H,W] color planes.
-  apply, brightness, saturation, contrast, hue, drop = (
-    color[:, i, None, None, None] for i in range(6)
-  )
+  # Each field [B] -> [B,1,1,1], to broadcast over the [B,T,H,W] color planes.
+  fields = range(len(augment.ColorDraw._fields))
+  draw = augment.ColorDraw(*(color[:, i, None, None, None] for i in fields))
   rgb = (x[..., 0], x[..., 1], x[..., 2])
-  jittered = augment.saturate(tuple(c + brightness for c in rgb), saturation, jnp)
+  jittered = augment.saturate(tuple(c + draw.brightness for c in rgb), draw.saturation, jnp)
   means = [jnp.mean(c, axis=(2, 3), keepdims=True) for c in jittered]
-  jittered = augment.shift_hue(
-    tuple((c - m) * contrast + m for c, m in zip(jittered, means, strict=True)), hue, jnp
-  )
+  contrasted = tuple((c - m) * draw.contrast + m for c, m in zip(jittered, means, strict=True))
+  jittered = augment.shift_hue(contrasted, draw.hue, jnp)
   rgb = tuple(
-    jnp.where(apply > 0, jnp.clip(j, 0.0, 1.0), c) for j, c in zip(jittered, rgb, strict=True)
+    jnp.where(draw.apply > 0, jnp.clip(j, 0.0, 1.0), c) for j, c in zip(jittered, rgb, strict=True)
   )
   luma = augment.LUMA
   grey = rgb[0] * luma[0] + rgb[1] * luma[1] + rgb[2] * luma[2]
-  return jnp.stack([jnp.where(drop > 0, grey, c) for c in rgb], axis=-1)
+  return jnp.stack([jnp.where(draw.drop > 0, grey, c) for c in rgb], axis=-1)
 
 
 def erase(x: jax.Array, box: jax.Array, rng: jax.Array, low: float, high: float) -> jax.Array:
@@ -70,11 +68,17 @@ def erase(x: jax.Array, box: jax.Array, rng: jax.Array, low: float, high: float)
   The noise f32[B,1,H,W,3] is the same in every frame of a clip, as on the host.
   """
   b, _, h, w, c = x.shape
-  erase_it, top, left, eh, ew = (box[:, i, None, None] for i in range(5))
+  fields = range(len(augment.EraseBox._fields))
+  drawn = augment.EraseBox(*(box[:, i, None, None] for i in fields))  # each [B,1,1]
   rows = jnp.arange(h)[None, :, None]
   cols = jnp.arange(w)[None, None, :]
-  inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
-  mask = (inside & (erase_it > 0))[:, None, :, :, None]
+  inside = (
+    (rows >= drawn.top)
+    & (rows < drawn.top + drawn.height)
+    & (cols >= drawn.left)
+    & (cols < drawn.left + drawn.width)
+  )
+  mask = (inside & (drawn.erase > 0))[:, None, :, :, None]
   noise = jax.random.uniform(rng, (b, 1, h, w, c), minval=low, maxval=high)
   return jnp.where(mask, noise, x)
 

@@ -152,10 +152,12 @@ def _device_extras(
   if not spec.augment_on_device:
     return {}
   aug = spec.augmentation
-  box = tf.zeros([5], tf.int32)
+  box = tf.zeros([len(augment.EraseBox._fields)], tf.int32)  # erase 0: nothing erased
   if aug.do_random_erasing and seed is not None:
     box = augment.erasing_box(spec.crop_size, spec.crop_size, aug.prob_random_erasing, seed)
-  extras = {'color': tf.zeros([6]) if color is None else color, 'erase': box}
+  if color is None:
+    color = tf.zeros([len(augment.ColorDraw._fields)])  # apply 0, drop 0: no change
+  extras = {'color': color, 'erase': box}
   if spec.device_resize:
     extras['window'] = tf.cast(window, tf.int32)
   return extras
