@@ -116,10 +116,7 @@ def _config(row: str, changes: dict | None = None):
   config = config_lib.resolve(config_lib.load_config_file(f'configs/{name}.py'))
   if change is not None:
     change(config)
-  for key, value in (changes or {}).items():
-    head, _, last = key.rpartition('.')
-    (config[head] if head else config)[last] = value
-  return config_lib.resolve(config)
+  return config_lib.with_overrides(config, changes or {})
 
 
 def _load() -> dict:

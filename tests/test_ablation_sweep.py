@@ -132,7 +132,7 @@ def test_rows_override_the_config_each_row_and_seed(tiny_config):
   assert [c.mixup.alpha for c in configs] == [None, None, None, None, 0.1]
   assert {c.rng_seed for c in configs} == {tiny_config.rng_seed + 1}
   with pytest.raises(config_lib.ConfigError, match='model.num_layerz'):
-    runner.apply_overrides(tiny_config, {'model.num_layerz': 2})
+    config_lib.with_overrides(tiny_config, {'model.num_layerz': 2})
 
 
 def _row_params(config):
@@ -233,7 +233,7 @@ def test_variants_pretrained_starts_each_row_from_the_baseline_frozen_and_resume
 
   # Trained 1 step, then resumed to 2, it equals 2 steps in one go; what the
   # row freezes is still the baseline's, the temporal attention and head moved.
-  one = runner.apply_overrides(config, {'num_training_steps': 1})
+  one = config_lib.with_overrides(config, {'num_training_steps': 1})
   resumed, straight = str(tmp_path / 'resumed'), str(tmp_path / 'straight')
   train_and_evaluate(one, resumed)
   os.remove(os.path.join(resumed, 'results.json'))

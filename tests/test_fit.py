@@ -104,8 +104,8 @@ def test_the_splash_kernel_is_suggested_where_it_would_run():
   ]
   assert 'splash attention' not in labels('k400_spacetime.py', False)  # a GPU: no kernel
   assert 'splash attention' not in labels('k400_fe.py', True)
-  # What each suggestion changes, as --config.KEY=VALUE would.
-  changed = tool._variant(
+  # What each suggestion changes (the keys exist: with_overrides refuses any other).
+  changed = fit.config_lib.with_overrides(
     load('k400_spacetime.py'),
     dict(tool._suggestions(load('k400_spacetime.py'), 8, True))['bf16 + remat + splash attention'],
   )

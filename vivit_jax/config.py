@@ -419,6 +419,30 @@ def _merge(defaults: ml_collections.ConfigDict, user: Any, prefix: str) -> None:
         defaults[key] = tuple(value) if isinstance(value, list) else value
 
 
+def with_overrides(
+  config: ml_collections.ConfigDict | Mapping[str, Any], overrides: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
+  """A resolved copy of `config` with each dotted key of `overrides` set, as
+  `--config.KEY=VALUE` would set it (a list becomes a tuple).
+
+  Raises:
+    ConfigError: an override names no key of the config (the message names the
+      closest one).
+  """
+  out = resolve(config)
+  for path, value in overrides.items():
+    keys = path.split('.')
+    node = out
+    for depth, key in enumerate(keys):
+      if key not in node:
+        raise _unknown_key('.'.join(keys[: depth + 1]), list(node.keys()))
+      if depth < len(keys) - 1:
+        node = node[key]
+    with node.ignore_type():
+      node[keys[-1]] = tuple(value) if isinstance(value, list) else value
+  return resolve(out)
+
+
 def resolve(config: ml_collections.ConfigDict | Mapping[str, Any]) -> ml_collections.ConfigDict:
   """Returns the defaults overridden by `config`, checked key by key.
 

@@ -29,7 +29,7 @@ import optax
 
 from configs import synthetic as synthetic_config
 from vivit_jax import config as config_lib
-from vivit_jax.ablation import runner, sweeps
+from vivit_jax.ablation import sweeps
 from vivit_jax.checkpoints import formats
 from vivit_jax.data import build_dataset
 from vivit_jax.models import build_model
@@ -108,7 +108,7 @@ def main(name, variant, steps, seed, *overrides):
       extra[key] = json.loads(value)
     except json.JSONDecodeError:
       extra[key] = value  # A plain string, e.g. model.classifier=token.
-  config = runner.apply_overrides(base, {**sweeps.variant_overrides(base, variant), **extra})
+  config = config_lib.with_overrides(base, {**sweeps.variant_overrides(base, variant), **extra})
   config.num_training_steps = steps
   config.lr_configs.steps_per_cycle = steps
   config.rng_seed = seed

@@ -19,7 +19,7 @@ import numpy as np
 
 from configs import synthetic
 from vivit_jax import config as config_lib
-from vivit_jax.ablation import runner, sweeps
+from vivit_jax.ablation import sweeps
 from vivit_jax.checkpoints import formats
 from vivit_jax.data import build_dataset
 from vivit_jax.data import synthetic as synthetic_data
@@ -32,7 +32,7 @@ def slot_features(workdir: str) -> tuple[np.ndarray, np.ndarray, dict]:
   """f32[n, t, d] space-pooled encoder features, int[n, t] slot motions, and the params."""
   base = synthetic.get_config('temporal_order')
   overrides = sweeps.variant_overrides(base, 'average_pool_baseline')
-  config = config_lib.resolve(runner.apply_overrides(base, overrides))
+  config = config_lib.with_overrides(base, overrides)
   ds = build_dataset(config, num_local_devices=1, process_index=0, process_count=1)
   flat = formats.read_orbax(workdir)
   params = formats.unflatten(flat)

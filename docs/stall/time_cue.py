@@ -22,7 +22,7 @@ import optax
 
 from configs import synthetic
 from vivit_jax import config as config_lib
-from vivit_jax.ablation import runner, sweeps
+from vivit_jax.ablation import sweeps
 from vivit_jax.models import build_model
 
 BRIGHTER = 0.3
@@ -42,7 +42,7 @@ def batch(
 
 def main(variant: str = 'spacetime', steps: str = '200'):
   base = synthetic.get_config('temporal_order')
-  config = config_lib.resolve(runner.apply_overrides(base, sweeps.variant_overrides(base, variant)))
+  config = config_lib.with_overrides(base, sweeps.variant_overrides(base, variant))
   d = config.dataset_configs
   shape = (d.num_frames, d.crop_size, d.crop_size, 3)
   module = build_model(config, 3)

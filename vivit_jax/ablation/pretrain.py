@@ -22,6 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from vivit_jax import config as config_lib
 from vivit_jax import fileio
 from vivit_jax.ablation import runner, sweeps
 from vivit_jax.checkpoints.formats import flatten, write_scenic
@@ -50,7 +51,7 @@ def image_config(
   )
   if num_steps:
     overrides.update({'num_training_steps': num_steps, 'lr_configs.steps_per_cycle': num_steps})
-  return runner.apply_overrides(config, overrides)
+  return config_lib.with_overrides(config, overrides)
 
 
 def _final_params(config: ml_collections.ConfigDict, workdir: str):

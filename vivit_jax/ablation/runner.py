@@ -53,26 +53,9 @@ def seed_dir(workdir: str, sweep: Sweep, row: Row, seed: int) -> str:
   return os.path.join(row_dir(workdir, sweep, row), seed_name(seed))
 
 
-def apply_overrides(
-  config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
-) -> ml_collections.ConfigDict:
-  """A resolved copy of `config` with dotted keys set; an unknown key fails loudly."""
-  out = config_lib.resolve(config)
-  for path, value in overrides.items():
-    *parents, leaf = path.split('.')
-    node = out
-    for key in parents:
-      node = node[key]
-    if leaf not in node:
-      raise config_lib.ConfigError(f"Sweep override names an unknown config key '{path}'.")
-    with node.ignore_type():
-      node[leaf] = tuple(value) if isinstance(value, list) else value
-  return config_lib.resolve(out)
-
-
 def row_config(base: ml_collections.ConfigDict, row: Row, seed: int) -> ml_collections.ConfigDict:
   """The config one row and seed trains with: base + row overrides, rng_seed offset by seed."""
-  config = apply_overrides(base, row.overrides_for(seed))
+  config = config_lib.with_overrides(base, row.overrides_for(seed))
   config.rng_seed = int(base.rng_seed) + seed
   return config
 

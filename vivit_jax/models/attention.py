@@ -41,6 +41,11 @@ def partitioned_mesh() -> jax.sharding.AbstractMesh | None:
   return mesh if mesh.auto_axes or mesh.explicit_axes else None
 
 
+def _padded(length: int) -> int:
+  """`length` rounded up to whole kernel blocks."""
+  return -(-length // SPLASH_BLOCK) * SPLASH_BLOCK
+
+
 def splash_pays(length: int, head_dim: int) -> bool:
   """Whether the splash kernel holds less than XLA's attention for this sequence.
 
@@ -51,8 +56,7 @@ def splash_pays(length: int, head_dim: int) -> bool:
   attention raised the peak (Model 3: 10.5 -> 13.1 GiB, Model 4: 6.8 -> 7.9) and on
   Model 1's 3137 tokens halved it (13.6 -> 7.6), as this count says.
   """
-  padded = -(-length // SPLASH_BLOCK) * SPLASH_BLOCK
-  return length * length > 3 * padded * head_dim
+  return length * length > 3 * _padded(length) * head_dim
 
 
 @functools.cache
@@ -81,7 +85,7 @@ def splash_attention(
     [batch, length, heads, head_dim], in the query's dtype.
   """
   _, length, num_heads, head_dim = query.shape
-  padded = -(-length // SPLASH_BLOCK) * SPLASH_BLOCK
+  padded = _padded(length)
   kernel = _splash_kernel(length, padded, num_heads, interpret)
 
   def heads_major(a):

@@ -26,7 +26,6 @@ so that JAX elsewhere never looks for a TPU) or the `tpu` extra.
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 
@@ -106,15 +105,6 @@ def _per_chip_batch(config, num_devices: int) -> int:
   return config.batch_size // num_devices
 
 
-def _variant(config, changes: dict):
-  """`config` with `changes` ({'model.remat': True, ...}) made, as --config.key=value would."""
-  changed = copy.deepcopy(config)
-  for key, value in changes.items():
-    head, _, last = key.rpartition('.')
-    (changed[head] if head else changed)[last] = value
-  return changed
-
-
 def _suggestions(config, num_devices: int, on_tpu: bool) -> list[tuple[str, dict]]:
   """What may make a step fit, cheapest first: (label, config changes)."""
   bf16, remat = {'model_dtype_str': 'bfloat16'}, {'model.remat': True}
@@ -163,7 +153,7 @@ def main(argv) -> None:
       print(_row(f'largest batch per chip that fits: {at_least}{largest}', best, hbm, chip))
   if not fits and _SUGGEST.value:
     for label, changes in _suggestions(config, len(devices), chip is not None):
-      option = fit.compile_step(_variant(config, changes), devices, per_chip)
+      option = fit.compile_step(config_lib.with_overrides(config, changes), devices, per_chip)
       print(_row(f'with {label}', option, hbm, chip), flush=True)
 
 
