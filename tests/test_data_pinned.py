@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from vivit_jax import config as config_lib
-from vivit_jax.data import pipeline, sampling
+from vivit_jax.data import clips, sampling
 from vivit_jax.data.clip_spec import Augmentation, ClipSpec
 
 # The library defaults: every augmentation off.
@@ -70,12 +70,12 @@ PINNED = {
 def test_eval_and_test_clips_bit_identical(kind, fmt):
   record, jpeg = _record(fmt), fmt == 'jpeg'
   if kind == 'eval':
-    out = pipeline.eval_clip(record, SPEC, jpeg)
+    out = clips.eval_clip(record, SPEC, jpeg)
   elif kind == 'test':
-    out = pipeline.test_clip(record, SPEC, jpeg)
+    out = clips.test_clip(record, SPEC, jpeg)
   else:  # One centre crop per clip, [0, 1] range.
     spec = dataclasses.replace(SPEC, three_crops=False, zero_centering=False)
-    out = pipeline.test_clip(record, spec, jpeg)
+    out = clips.test_clip(record, spec, jpeg)
   assert out['error'].numpy() == b''
   assert _digest(out['inputs']) == PINNED[(kind, fmt)]
 
@@ -120,14 +120,14 @@ def test_decoded_frames_entry_points_match_the_record_path(fmt, rand_augment):
     # The decoded-frames path (video_files'): train_clip's seeds and sampling.
     seeds = tf.random.experimental.stateless_split(seed, 4)
     indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
-    ours, _ = pipeline.train_from_frames(tf.gather(video, indices), seeds[1], seeds[2], spec)
-    np.testing.assert_array_equal(ours, pipeline.train_clip(record, seed, spec, jpeg)['inputs'])
+    ours, _ = clips.train_from_frames(tf.gather(video, indices), seeds[1], seeds[2], spec)
+    np.testing.assert_array_equal(ours, clips.train_clip(record, seed, spec, jpeg)['inputs'])
   np.testing.assert_array_equal(
-    pipeline.eval_from_frames(
+    clips.eval_from_frames(
       tf.gather(video, sampling.centre_indices(length, spec.num_frames, spec.stride)), spec
     ),
-    pipeline.eval_clip(record, spec, jpeg)['inputs'],
+    clips.eval_clip(record, spec, jpeg)['inputs'],
   )
   np.testing.assert_array_equal(
-    pipeline.test_inputs(video, spec), pipeline.test_clip(record, spec, jpeg)['inputs']
+    clips.test_inputs(video, spec), clips.test_clip(record, spec, jpeg)['inputs']
   )

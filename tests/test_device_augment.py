@@ -16,7 +16,7 @@ import tensorflow as tf
 from test_data_dataset import VIDEOS, make_config, write_shards
 from test_data_pinned import DEFAULT_AUGMENTATION, SPEC
 
-from vivit_jax.data import augment, build_dataset, pipeline, sampling
+from vivit_jax.data import augment, build_dataset, clips, sampling
 from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.data.device_augment import DeviceAugment
 from vivit_jax.task import Task
@@ -99,8 +99,8 @@ def test_on_device_clips_are_the_host_clips():
     drawn, sizes = [], set()
     for s in range(12):
       seed = tf.constant([s, 5])
-      on_host = pipeline.train_clip(record, seed, host, jpeg_only=False)['inputs'].numpy()
-      element = pipeline.train_clip(record, seed, device, jpeg_only=False)
+      on_host = clips.train_clip(record, seed, host, jpeg_only=False)['inputs'].numpy()
+      element = clips.train_clip(record, seed, device, jpeg_only=False)
       assert element['inputs'].dtype == tf.uint8 and element['inputs'].shape == (4, 29, 29, 3)
       sizes.add(tuple(element['window'].numpy()))
       batch = _element_batch(element)
@@ -131,15 +131,15 @@ def test_windows_too_large_and_rand_augment_are_resized_on_the_host():
   finish = DeviceAugment.from_spec(large)
   for s in range(4):
     seed = tf.constant([s, 2])
-    element = pipeline.train_clip(record, seed, large, jpeg_only=False)
+    element = clips.train_clip(record, seed, large, jpeg_only=False)
     np.testing.assert_array_equal(element['window'], [24, 24])
     on_device = np.asarray(finish(_element_batch(element), None)[0])
-    on_host = pipeline.train_clip(record, seed, host, jpeg_only=False)['inputs'].numpy()
+    on_host = clips.train_clip(record, seed, host, jpeg_only=False)['inputs'].numpy()
     # Resized on the host and rounded to whole levels; the device's resize is the identity.
     assert np.abs(on_device - on_host).max() <= 1 / 255 + 1e-6
   spec = _spec(True, do_rand_augment=True)
   assert not spec.device_resize and DeviceAugment.from_spec(spec).resize_to is None
-  element = pipeline.train_clip(record, tf.constant([0, 1]), spec, jpeg_only=False)
+  element = clips.train_clip(record, tf.constant([0, 1]), spec, jpeg_only=False)
   assert element['inputs'].shape == (4, 24, 24, 3) and 'window' not in element
 
 
@@ -152,8 +152,8 @@ def test_decoded_frames_path_sends_what_the_record_path_sends():
     seed = tf.constant([s, 9])
     seeds = tf.random.experimental.stateless_split(seed, 4)
     indices = sampling.train_indices(tf.shape(frames)[0], spec.num_frames, spec.stride, seeds[0])
-    clip, extras = pipeline.train_from_frames(tf.gather(frames, indices), seeds[1], seeds[2], spec)
-    element = pipeline.train_clip(record, seed, spec, jpeg_only=False)
+    clip, extras = clips.train_from_frames(tf.gather(frames, indices), seeds[1], seeds[2], spec)
+    element = clips.train_clip(record, seed, spec, jpeg_only=False)
     np.testing.assert_array_equal(clip, element['inputs'])
     for key in ('color', 'erase', 'window'):
       np.testing.assert_array_equal(extras[key], element[key])
@@ -165,8 +165,8 @@ def test_on_device_erasing_draws_the_hosts_box():
   unerased = dataclasses.replace(finish, erasing=False)
   seed = tf.constant([3, 1])
   host = _spec(False, do_random_erasing=True, prob_random_erasing=1.0)
-  on_host = pipeline.train_clip(_smooth_record(), seed, host, jpeg_only=False)['inputs'].numpy()
-  batch = _element_batch(pipeline.train_clip(_smooth_record(), seed, spec, jpeg_only=False))
+  on_host = clips.train_clip(_smooth_record(), seed, host, jpeg_only=False)['inputs'].numpy()
+  batch = _element_batch(clips.train_clip(_smooth_record(), seed, spec, jpeg_only=False))
   on_device = np.asarray(finish(batch, jax.random.key(1))[0])
   reference = np.asarray(unerased(batch, None)[0])
   host_box = np.abs(on_host - reference).max(axis=(0, 3)) > 0.01

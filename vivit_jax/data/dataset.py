@@ -8,8 +8,6 @@ Batches are numpy arrays shaped for pmap, `[local_devices, per_device_batch,
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import traceback
 from collections.abc import Iterator
 
@@ -17,27 +15,31 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from vivit_jax import config as config_lib
-from vivit_jax import fileio
 from vivit_jax.data import (
-  file_check,
   pipeline,
   records,
   sources,
   synthetic,
   tfds_source,
+  tfrecord_source,
   video_files,
 )
 from vivit_jax.data.clip_spec import ClipSpec
 from vivit_jax.data.device_augment import DeviceAugment
 from vivit_jax.data.meta import Batch, DatasetMeta
 from vivit_jax.data.sources import DataError, SplitData
-from vivit_jax.data.tfrecord_source import TFRecordSource, find_undecodable_frame
+from vivit_jax.data.tfrecord_source import find_undecodable_frame
 from vivit_jax.task import task_from_config
 
-DATASET_NAMES = ('video_tfrecord_dataset', 'tfds', 'video_files')
+# config.dataset_name -> the split builder of its source.
+_SPLIT_BUILDERS: dict[str, sources.SplitBuilder] = {
+  'video_tfrecord_dataset': tfrecord_source.splits,
+  'tfds': tfds_source.splits,
+  'video_files': video_files.splits,
+}
+DATASET_NAMES = tuple(_SPLIT_BUILDERS)
 
 
 @dataclasses.dataclass
@@ -203,66 +205,6 @@ def _data_error(error: tf.errors.OpError, split: SplitData) -> Exception:
   return error
 
 
-def _video_splits(
-  dc: ml_collections.ConfigDict,
-  process_index: int,
-  process_count: int,
-  batches: dict[str, int],
-  workdir: str | None,
-  skipped: pipeline.SkipCounter,
-) -> tuple[dict[str, SplitData], list[str]]:
-  """Video tables -> splits (host i takes videos i, i + hosts, ...) and the class names."""
-  if dc.split_names or dc.class_splits or dc.multi_label:
-    raise DataError(
-      'video_files tables hold one label per video: multi-head (split_names, class_splits) '
-      'and multi_label data need TFRecords (make_tfrecords).'
-    )
-  tables = {name: video_files.read_table(dc.base_dir, dc.tables[name]) for name in dc.tables}
-  # Every file of every table, before the first step: a bad test video is found
-  # now, not after training. Every host checks all, so all stop together.
-  file_check.check_tables(
-    {name: [(e.path, e.where) for e in entries] for name, entries in tables.items()},
-    file_check.video_problem,
-    what='video',
-    fix='Fix the file or its row in the table, or set dataset_configs.skip_corrupt=True to '
-    'skip bad videos.',
-    skip_corrupt=dc.skip_corrupt,
-    timeout_s=dc.decode_timeout_s,
-  )
-  names = video_files.label_names(dc, tables, workdir, chief=process_index == 0)
-  decoder = video_files.Decoder(
-    fps=dc.video_fps or dc.fps,
-    min_resize=dc.min_resize,
-    workers=dc.decode_workers or os.cpu_count() or 1,
-    timeout_s=dc.decode_timeout_s,
-    frames_fps=dc.frame_folder_fps,
-  )
-  splits = {}
-  for name, entries in tables.items():
-    # Every host checks every label, so all skip (and count) the same videos.
-    examples = video_files.labelled(entries, names, skipped if dc.skip_corrupt else None)
-    if len(examples) < process_count:
-      raise DataError(
-        f"The '{name}' table lists {len(examples)} usable videos, fewer than the "
-        f'{process_count} hosts: every host needs at least one.'
-      )
-    host = examples[process_index::process_count]
-    steps = None
-    if process_count > 1:
-      per_host = math.ceil(len(examples) / process_count)
-      steps = math.ceil(per_host / batches.get(name, batches['validation']))
-    # The table is the exact count; a stale config value (say, of the full set
-    # when the table lists a sample) would only mislead the epoch length.
-    num = sources.examples_in_split(
-      name,
-      dc.examples_per_subset.get(name),
-      len(examples),
-      f"the '{name}' table {dc.tables[name]!r} lists {{}} usable videos",
-    )
-    splits[name] = SplitData(video_files.VideoFilesSource(host, decoder), num, steps, [])
-  return splits, names
-
-
 def _batch_sizes(config: ml_collections.ConfigDict, devices: int, hosts: int) -> tuple[int, ...]:
   if config.batch_size is None:
     raise DataError('Set config.batch_size (the global train batch size).')
@@ -282,79 +224,6 @@ def _batch_sizes(config: ml_collections.ConfigDict, devices: int, hosts: int) ->
       f'multiple of the {devices} local devices.'
     )
   return sizes[0], sizes[1], test
-
-
-_SPLIT_ORDER = {'train': 0, 'validation': 1, 'test': 2}
-
-
-def _tfrecord_splits(
-  dc: ml_collections.ConfigDict,
-  process_index: int,
-  process_count: int,
-  batches: dict[str, int],
-) -> dict[str, SplitData]:
-  splits = {}
-  # Training's own table is checked first: it is the one a training run needs.
-  names = sorted(dc.tables.keys(), key=lambda n: (_SPLIT_ORDER.get(n, len(_SPLIT_ORDER)), n))
-  for name in names:
-    files = sources.expand_table(dc.base_dir, dc.tables[name], split=name)
-    host_files = sources.files_for_process(files, process_index, process_count)
-    file_check.check_tables(
-      {name: [(f, '') for f in files]},
-      file_check.tfrecord_problem,
-      what='data file',
-      fix=f'Fix dataset_configs.tables.{name}, or write the data again (make_tfrecords).',
-      skip_corrupt=dc.skip_corrupt,
-      timeout_s=dc.decode_timeout_s,
-    )
-    _check_not_empty(name, dc.tables[name], files, host_files)
-    given = dc.examples_per_subset.get(name)
-    steps = counted = None
-    # Counted whenever it is cheap (cached), so a config's count that the data
-    # contradicts is found; several hosts need the counts per file anyway.
-    if process_count > 1 or given is None or sources.counting_is_cheap(files):
-      counts = sources.count_records(files, skip_corrupt=dc.skip_corrupt)
-      counted = sum(counts)
-      if process_count > 1:
-        per_host = [sum(counts[i::process_count]) for i in range(process_count)]
-        steps = math.ceil(max(per_host) / batches.get(name, batches['validation']))
-    else:
-      logging.info(
-        "Not counting the records of the '%s' table in the bucket (no %s beside them): "
-        'trusting dataset_configs.examples_per_subset.%s=%d (a run without it counts them once).',
-        name,
-        sources.COUNTS_FILENAME,
-        name,
-        given,
-      )
-    num = sources.examples_in_split(
-      name, given, counted, f"the '{name}' table {dc.tables[name]!r} holds {{}} records"
-    )
-    source = TFRecordSource(host_files, dc.split_names or (), skip_corrupt=dc.skip_corrupt)
-    splits[name] = SplitData(source, num, steps, host_files)
-  return splits
-
-
-def _check_not_empty(name: str, table, files: list[str], host_files: list[str]) -> None:
-  """Empty files would make the repeated training stream wait forever for a record."""
-  empty = {f for f in files if fileio.size(f) == 0}
-  if len(empty) == len(files) or set(host_files) <= empty:
-    which = 'all' if len(empty) == len(files) else "this host's"
-    raise DataError(
-      f"The '{name}' table {table!r} has no records: {which} files are empty "
-      f'({", ".join(sorted(empty)[:3])}{" ..." if len(empty) > 3 else ""}). Write the data '
-      f'again (vivit_jax.tools.make_tfrecords) or fix dataset_configs.tables.{name}.'
-    )
-
-
-def _label_names(dc: ml_collections.ConfigDict, splits: dict[str, SplitData]) -> list[str] | None:
-  candidates = [dc.base_dir] if dc.base_dir else []
-  candidates += [os.path.dirname(s.files[0]) for s in splits.values() if s.files]
-  for directory in candidates:
-    path = os.path.join(directory, records.LABEL_MAP_FILENAME)
-    if directory and fileio.exists(path):
-      return records.read_label_map(path)
-  return None
 
 
 def build_dataset(
@@ -394,22 +263,16 @@ def build_dataset(
     raise DataError('dataset_configs.one_hot_labels=False is not supported: targets are one-hot.')
   host_batch, eval_batch, test_batch = _batch_sizes(config, devices, count)
   batches = {'train': host_batch, 'validation': eval_batch, 'test': test_batch}
-  label_names = None
   skipped = pipeline.SkipCounter()
-  if config.dataset_name == 'video_files':
-    splits, label_names = _video_splits(dc, index, count, batches, workdir, skipped)
-    num_classes = dc.num_classes or len(label_names)
-  elif config.dataset_name == 'tfds':
-    splits, num_classes, label_names = tfds_source.tfds_splits(dc, index, count, batches)
-  else:
-    if dc.generate_synthetic_if_missing:
-      synthetic.ensure_synthetic(config)
-    splits = _tfrecord_splits(dc, index, count, batches)
-    label_names = _label_names(dc, splits)
-    num_classes = dc.num_classes or (len(label_names) if label_names else None)
+  if config.dataset_name == 'video_tfrecord_dataset' and dc.generate_synthetic_if_missing:
+    synthetic.ensure_synthetic(config)
+  request = sources.SplitRequest(dc, index, count, batches, workdir, skipped)
+  splits, num_classes, label_names = _SPLIT_BUILDERS[config.dataset_name](request)
   num_classes = _check_classes(dc, num_classes, label_names)
   spec = ClipSpec.from_config(dc, num_classes)
-  counts = {split: splits[split].num_examples if split in splits else 0 for split in _SPLIT_ORDER}
+  counts = {
+    split: splits[split].num_examples if split in splits else 0 for split in sources.SPLIT_ORDER
+  }
   meta = DatasetMeta(
     task=task_from_config(dc, num_classes),
     input_shape=config_lib.clip_shape(dc),

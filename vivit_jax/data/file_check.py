@@ -25,14 +25,12 @@ from absl import logging
 
 from vivit_jax import fileio
 from vivit_jax.data import video_io
-from vivit_jax.data.sources import DataError
+from vivit_jax.data.sources import DataError, in_split_order
 
 # Threads: the checks wait on storage, not on the CPU.
 _WORKERS = 16
 # Bad files named in the message; the rest are counted.
 _SHOWN = 3
-# Tables in the order a run needs them.
-_SPLIT_ORDER = {'train': 0, 'validation': 1, 'test': 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +175,7 @@ def check_tables(
     DataError: e.g. "Bad input data: video /v/a.mp4 is empty (0 bytes) (/v/test.csv
       line 3 of the 'test' table). ..."; for several, their count and the first few.
   """
-  order = sorted(tables, key=lambda s: (_SPLIT_ORDER.get(s, len(_SPLIT_ORDER)), s))
+  order = in_split_order(tables)
   items = [(split, path, where) for split in order for path, where in tables[split]]
   if not items:
     return

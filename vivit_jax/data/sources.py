@@ -3,7 +3,8 @@
 `Source` is what every reader (`TFRecordSource`, `TfdsSource`,
 `VideoFilesSource`) implements for `pipeline`, `ClipSource` the extension of
 a reader that decodes its own clips, and `SplitData` one split of a dataset as
-this host sees it.
+this host sees it. Each reader's module has the split builder of its
+`dataset_name` (`splits(request: SplitRequest)`), which `build_dataset` calls.
 
 A TFRecord table (`dataset_configs.tables.<split>`) is one of
 - `name@N`: the shards `name-00000-of-0000N` ... `name-0000(N-1)-of-0000N`
@@ -22,9 +23,10 @@ import json
 import os
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import ml_collections
 import tensorflow as tf
 from absl import logging
 
@@ -97,6 +99,35 @@ class SplitData:
   num_examples: int  # Over all hosts.
   steps: int | None  # Batches every host yields in one pass (multi-host), else None.
   files: list[str]  # TFRecord files (empty for other sources).
+
+
+# Splits in the order a run needs them (training's own table is checked first).
+SPLIT_ORDER = {'train': 0, 'validation': 1, 'test': 2}
+
+
+def in_split_order(names) -> list[str]:
+  """`names` with train, validation and test first, then the others by name."""
+  return sorted(names, key=lambda n: (SPLIT_ORDER.get(n, len(SPLIT_ORDER)), n))
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitRequest:
+  """What `build_dataset` asks of a source's split builder (`<source module>.splits`)."""
+
+  dc: ml_collections.ConfigDict  # The config's dataset_configs.
+  process_index: int
+  process_count: int
+  batches: Mapping[str, int]  # Host batch of 'train', 'validation' and 'test'.
+  workdir: str | None  # Where a label map made from the data is kept (video_files).
+  skipped: Any  # The run's `pipeline.SkipCounter`, for records skipped before the pipeline.
+
+  def batch(self, split: str) -> int:
+    """The host batch of `split` (a split other than the three: the validation batch)."""
+    return self.batches.get(split, self.batches['validation'])
+
+
+# A source's split builder: ({split: SplitData}, number of classes or None, class names or None).
+SplitBuilder = Callable[[SplitRequest], tuple[dict[str, SplitData], Any, Any]]
 
 
 def expand_table(

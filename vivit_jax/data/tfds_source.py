@@ -17,11 +17,10 @@ import math
 import re
 from typing import Any
 
-import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vivit_jax.data.sources import DataError, Record, SplitData, examples_in_split
+from vivit_jax.data.sources import DataError, Record, SplitData, SplitRequest, examples_in_split
 
 LABEL_KEY = 'label'
 # '<dataset>-<split>.<file format>-<shard>-of-<count>', TFDS's file naming.
@@ -112,10 +111,9 @@ def _num_examples(builder: tfds.core.DatasetBuilder, split: str, video_key: str)
   return int(ds.reduce(0, lambda n, _: n + 1).numpy())
 
 
-def tfds_splits(
-  dc: ml_collections.ConfigDict, process_index: int, process_count: int, batches: dict[str, int]
-) -> tuple[dict[str, SplitData], int | None, list[str] | None]:
+def splits(request: SplitRequest) -> tuple[dict[str, SplitData], int | None, list[str] | None]:
   """Returns ({split: SplitData}, num_classes, label names) for a TFDS dataset."""
+  dc, process_index, process_count = request.dc, request.process_index, request.process_count
   if not dc.tfds_name:
     raise DataError("dataset_name='tfds' needs dataset_configs.tfds_name (e.g. 'ucf101').")
   builder = tfds.builder(dc.tfds_name, data_dir=dc.tfds_data_dir)
@@ -126,7 +124,7 @@ def tfds_splits(
     'test': 'test',
   }
   video_key = _video_key(builder.info.features)
-  splits = {}
+  result = {}
   for name, tfds_split in tables.items():
     host_split = tfds_split
     steps = None
@@ -142,15 +140,15 @@ def tfds_splits(
         )
         for i in range(process_count)
       ]
-      steps = math.ceil(max(per_host) / batches.get(name, batches['validation']))
+      steps = math.ceil(max(per_host) / request.batch(name))
     total = examples_in_split(
       name,
       dc.examples_per_subset.get(name),
       _num_examples(builder, tfds_split, video_key),
       f'the TFDS split {tfds_split!r} of {dc.tfds_name!r} holds {{}} examples',
     )
-    splits[name] = SplitData(TfdsSource(builder, host_split, video_key), total, steps, [])
+    result[name] = SplitData(TfdsSource(builder, host_split, video_key), total, steps, [])
   label = builder.info.features[LABEL_KEY]
   names = list(label.names) if isinstance(label, tfds.features.ClassLabel) else None
   num_classes = dc.num_classes or (label.num_classes if names is not None else None)
-  return splits, num_classes, names
+  return result, num_classes, names

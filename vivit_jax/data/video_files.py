@@ -36,9 +36,9 @@ import numpy as np
 import tensorflow as tf
 
 from vivit_jax import fileio
-from vivit_jax.data import pipeline, records, sampling, video_io
+from vivit_jax.data import clips, file_check, pipeline, records, sampling, video_io
 from vivit_jax.data.clip_spec import ClipSpec
-from vivit_jax.data.sources import DataError, Record
+from vivit_jax.data.sources import DataError, Record, SplitData, SplitRequest, examples_in_split
 
 VIDEO_EXTENSIONS = frozenset(
   {'.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.mpg', '.mpeg', '.ogv', '.flv', '.wmv'}
@@ -391,40 +391,94 @@ class VideoFilesSource:
     return frames, tf.ensure_shape(error, [])
 
   def _checked(self, record, spec: ClipSpec):
-    target, error = pipeline.label_target(record['label_index'], spec)
+    target, error = clips.label_target(record['label_index'], spec)
     length, decode_error = self._length(record)
     return target, tf.where(tf.equal(error, ''), decode_error, error), length
 
   def train_clip(self, record, seed: tf.Tensor, spec: ClipSpec):
-    """As `pipeline.train_clip`: the same seeds, sampling and augmentation."""
+    """As `clips.train_clip`: the same seeds, sampling and augmentation."""
     target, error, length = self._checked(record, spec)
     seeds = tf.random.experimental.stateless_split(seed, 4)
     indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
     frames, error = self._decode(record, indices, error)
-    return pipeline.train_output(
+    return clips.train_output(
       record,
       target,
       error,
-      lambda: pipeline.train_from_frames(frames, seeds[1], seeds[2], spec),
+      lambda: clips.train_from_frames(frames, seeds[1], seeds[2], spec),
       spec,
     )
 
   def eval_clip(self, record, spec: ClipSpec):
-    """As `pipeline.eval_clip`: the centre window."""
+    """As `clips.eval_clip`: the centre window."""
     target, error, length = self._checked(record, spec)
     indices = sampling.centre_indices(length, spec.num_frames, spec.stride)
     frames, error = self._decode(record, indices, error)
     shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
-    clip = pipeline._if_valid(error, lambda: pipeline.eval_from_frames(frames, spec), shape)
-    return pipeline._output(record, clip, target, error)
+    clip = clips.if_valid(error, lambda: clips.eval_from_frames(frames, spec), shape)
+    return clips.element(record, clip, target, error)
 
   def test_clip(self, record, spec: ClipSpec):
-    """As `pipeline.test_clip`: all views, f32[V,T,S,S,3]."""
+    """As `clips.test_clip`: all views, f32[V,T,S,S,3]."""
     target, error, length = self._checked(record, spec)
     t, s = spec.num_frames, spec.crop_size
     indices = sampling.multi_view_indices(length, t, spec.stride, spec.num_test_clips)
     frames, error = self._decode(record, indices, error)
-    views = pipeline._if_valid(
-      error, lambda: pipeline.test_from_frames(frames, spec), [spec.num_views, t, s, s, 3]
+    views = clips.if_valid(
+      error, lambda: clips.test_from_frames(frames, spec), [spec.num_views, t, s, s, 3]
     )
-    return pipeline._output(record, views, target, error)
+    return clips.element(record, views, target, error)
+
+
+def splits(request: SplitRequest) -> tuple[dict[str, SplitData], int, list[str]]:
+  """Video tables -> this host's splits (host i takes videos i, i + hosts, ...), the classes.
+
+  Every file of every table is checked first (file_check), and every host checks all of
+  them and every label, so all hosts stop, or skip and count the same videos, together.
+  """
+  dc, index, count = request.dc, request.process_index, request.process_count
+  if dc.split_names or dc.class_splits or dc.multi_label:
+    raise DataError(
+      'video_files tables hold one label per video: multi-head (split_names, class_splits) '
+      'and multi_label data need TFRecords (make_tfrecords).'
+    )
+  tables = {name: read_table(dc.base_dir, dc.tables[name]) for name in dc.tables}
+  # A bad test video is found now, not after training.
+  file_check.check_tables(
+    {name: [(e.path, e.where) for e in entries] for name, entries in tables.items()},
+    file_check.video_problem,
+    what='video',
+    fix='Fix the file or its row in the table, or set dataset_configs.skip_corrupt=True to '
+    'skip bad videos.',
+    skip_corrupt=dc.skip_corrupt,
+    timeout_s=dc.decode_timeout_s,
+  )
+  names = label_names(dc, tables, request.workdir, chief=index == 0)
+  decoder = Decoder(
+    fps=dc.video_fps or dc.fps,
+    min_resize=dc.min_resize,
+    workers=dc.decode_workers or os.cpu_count() or 1,
+    timeout_s=dc.decode_timeout_s,
+    frames_fps=dc.frame_folder_fps,
+  )
+  result = {}
+  for name, entries in tables.items():
+    examples = labelled(entries, names, request.skipped if dc.skip_corrupt else None)
+    if len(examples) < count:
+      raise DataError(
+        f"The '{name}' table lists {len(examples)} usable videos, fewer than the "
+        f'{count} hosts: every host needs at least one.'
+      )
+    steps = None
+    if count > 1:
+      steps = math.ceil(math.ceil(len(examples) / count) / request.batch(name))
+    # The table is the exact count; a stale config value (say, of the full set
+    # when the table lists a sample) would only mislead the epoch length.
+    num = examples_in_split(
+      name,
+      dc.examples_per_subset.get(name),
+      len(examples),
+      f"the '{name}' table {dc.tables[name]!r} lists {{}} usable videos",
+    )
+    result[name] = SplitData(VideoFilesSource(examples[index::count], decoder), num, steps, [])
+  return result, dc.num_classes or len(names), names

@@ -1,7 +1,7 @@
 """Video files and frame arrays -> the multi-view test inputs of evaluation.
 
 Nothing here re-implements the pipeline: a video's frames go to
-`vivit_jax.data.pipeline.test_inputs`, the decoded-frames twin of the
+`vivit_jax.data.clips.test_inputs`, the decoded-frames twin of the
 `test_clip` that makes the test views in evaluation (tests/test_data_pinned.py
 holds the two equal). With `jpeg_quality` the frames the test sampling picks
 are first JPEG-encoded as `make_tfrecords` stores them and decoded as
@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from vivit_jax.data import pipeline, records, sampling, video_io, video_ops
+from vivit_jax.data import clips, records, sampling, video_io, video_ops
 from vivit_jax.data.clip_spec import ClipSpec
 
 
@@ -88,7 +88,7 @@ def multi_view_inputs(
   frames = as_rgb(frames)
   length = len(frames)
   if jpeg_quality is None:
-    inputs = pipeline.test_inputs(frames, spec)
+    inputs = clips.test_inputs(frames, spec)
   else:
     indices = sampling.multi_view_indices(length, spec.num_frames, spec.stride, spec.num_test_clips)
     # Frames no view uses stay empty: only the sampled ones are decoded.
@@ -96,6 +96,6 @@ def multi_view_inputs(
     for i in np.unique(indices.numpy()):
       encoded[int(i)] = records.encode_jpeg(frames[int(i)], jpeg_quality)
     sampled = video_ops.decode_frames(tf.constant(encoded), indices, jpeg_only=True)
-    inputs = pipeline.test_from_frames(sampled, spec)
+    inputs = clips.test_from_frames(sampled, spec)
   span = sampling.clip_span(spec.num_frames, spec.stride)
   return Views(inputs=inputs.numpy(), num_frames=length, looped=length < span)
