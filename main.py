@@ -13,8 +13,9 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from vivit_jax.harness import next_steps
 from vivit_jax.tools import cli
-from vivit_jax.train import next_steps, trainer
+from vivit_jax.train import trainer
 from vivit_jax.train.checkpointing import quiet_orbax_logging
 
 FLAGS = flags.FLAGS

@@ -3,9 +3,10 @@
   python docs/code_metrics.py [package_dir]
 
 Prints the longest functions, the files over 300 lines, the `.get(` and
-string-key reads of configs and dataset metadata, and the imports made inside
-functions. A config or metadata read is one whose receiver is rooted at a name
-the library uses for them (config, dc, model, data, meta, aug, encoding, ...).
+string-key reads of configs and dataset metadata, the imports made inside
+functions, and the lines of the library, the harness and the tools. A config
+or metadata read is one whose receiver is rooted at a name the library uses
+for them (config, dc, model, data, meta, aug, encoding, ...).
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def main(root: pathlib.Path) -> None:
   print(f'.get( reads of configs and metadata: {len(gets)}:', ' '.join(gets))
   print(f"string-key reads of configs and metadata (x['key']): {len(keyed)}:", ' '.join(keyed))
   print(f'function-level imports: {len(set(local))}')
+  sizes = {'library': 0, 'harness': 0, 'tools': 0}
+  for path in root.rglob('*.py'):
+    part = path.relative_to(root).parts[0]
+    sizes[part if part in sizes else 'library'] += path.read_text().count('\n')
+  print(
+    f'lines: library {sizes["library"]} (everything but harness/ and tools/), '
+    f'harness {sizes["harness"]}, tools {sizes["tools"]}'
+  )
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""The table to read before renting a slice: docs/fitting.md, compiled with `vivit_jax.fit`.
+"""The table to read before renting a slice: docs/fitting.md, compiled with `vivit_jax.harness.fit`.
 
   PYTHONPATH=. python docs/fit_table.py            # fills in what is missing, then writes the page
   PYTHONPATH=. python docs/fit_table.py --render   # only writes the page from docs/fit_table.json
@@ -27,7 +27,7 @@ import time
 from absl import app, flags, logging
 
 from vivit_jax import config as config_lib
-from vivit_jax import fit
+from vivit_jax.harness import fit
 
 _JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fit_table.json')
 _PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fitting.md')
@@ -296,7 +296,7 @@ def render(results: dict) -> str:
     '<!-- Written by `PYTHONPATH=. python docs/fit_table.py` from docs/fit_table.json. -->',
     '',
     "Every cell is the trainer's own train step compiled for the slice by XLA's TPU compiler",
-    '(libtpu, on a machine without a TPU; `vivit_jax.fit`): the per-chip peak is the',
+    '(libtpu, on a machine without a TPU; `vivit_jax.harness.fit`): the per-chip peak is the',
     "compiler's buffer assignment, and a step that does not fit is its RESOURCE_EXHAUSTED. The",
     "paper's global batch is 64 clips; *settings* says what the step needed to fit: *config*",
     '(the config as it is: f32, no remat), then in this order remat, bf16 + remat, and bf16 +',

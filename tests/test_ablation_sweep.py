@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from train_fakes import compilation_cache, write_tiny_split  # noqa: F401 (fixture)
 
-from vivit_jax import ablation
 from vivit_jax import config as config_lib
-from vivit_jax.ablation import pretrain, runner
 from vivit_jax.checkpoints import formats, load_pretrained
 from vivit_jax.checkpoints.formats import read_checkpoint, read_orbax
 from vivit_jax.config import load_config_file
+from vivit_jax.harness import ablation
+from vivit_jax.harness.ablation import pretrain, runner
 from vivit_jax.models import build_model
 from vivit_jax.models.stats import abstract_params, count_params
 from vivit_jax.train.state import init_params

@@ -2,11 +2,10 @@
 
 The allowed directions are written once, in `_LAYERS`: a module may import
 from its own package and from any package of a lower rank. Packages of the
-same rank (models and data; inference, perf and ablation) may not import each
-other. Every import counts, at module level or inside a function, so a lazy
-import cannot hide an upward edge. The graph is read from the source with
-`ast`, so the test needs no import of the library and runs in well under a
-second.
+same rank (models and data) may not import each other. Every import counts, at
+module level or inside a function, so a lazy import cannot hide an upward edge.
+The graph is read from the source with `ast`, so the test needs no import of
+the library and runs in well under a second.
 """
 
 from __future__ import annotations
@@ -20,23 +19,22 @@ _ROOT = pathlib.Path(__file__).resolve().parents[1]
 _PACKAGE = _ROOT / 'vivit_jax'
 
 # Rank of each top-level part of the package, from the bottom. The error types
-# sit below the config schema, which raises them. The ablation runner times
-# each row with the benchmark library, so perf sits one rank below ablation.
+# sit below the config schema, which raises them. Ranks 0-5 are the library that
+# trains, evaluates, loads and predicts; the harness (benchmarks, the fit check,
+# the ablations, the end-of-run hints) sits above it, so nothing of the library
+# can depend on what measures it.
 _LAYERS = {
   '__init__': 0,
   'errors': 0,
   'fileio': 0,
   'task': 0,
   'config': 1,
-  'variants': 2,
   'models': 2,
   'data': 2,
   'checkpoints': 3,
   'train': 4,
   'inference': 5,
-  'fit': 5,
-  'perf': 5,
-  'ablation': 6,
+  'harness': 6,
   'tools': 7,
 }
 _FLAG_DEFINERS = ('DEFINE_', 'mark_flag')

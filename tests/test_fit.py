@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from vivit_jax import fit
+from vivit_jax.harness import fit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, 'configs', 'synthetic.py')
@@ -27,7 +27,7 @@ needs_libtpu = pytest.mark.skipif(
 COMPARE = """
 import dataclasses, json, sys
 import jax
-from vivit_jax import fit
+from vivit_jax.harness import fit
 from vivit_jax.config import load_config_file
 config = load_config_file(sys.argv[1])
 tpu = fit.compile_step(config, fit.tpu_devices(fit.parse_slice('v5litepod-4')), 8)
@@ -44,7 +44,7 @@ print(json.dumps({k: dataclasses.asdict(v) for k, v in results.items()}))
 SPLASH = """
 import json, sys
 import jax, jax.numpy as jnp
-from vivit_jax import fit
+from vivit_jax.harness import fit
 from vivit_jax.config import load_config_file
 from vivit_jax.models import build_model
 device = fit.tpu_devices(fit.parse_slice('v5litepod-4'))[0]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from vivit_jax import perf, variants
+from vivit_jax.harness import perf, variants
 from vivit_jax.models import build_model, input_shape, stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,7 +5,7 @@ import shlex
 import sys
 
 from vivit_jax import config as config_lib
-from vivit_jax.train import next_steps
+from vivit_jax.harness import next_steps
 
 
 def _config(base_dir: str, train_table: str = 'synthetic_train@8'):

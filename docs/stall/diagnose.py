@@ -29,9 +29,9 @@ import optax
 
 from configs import synthetic as synthetic_config
 from vivit_jax import config as config_lib
-from vivit_jax.ablation import sweeps
 from vivit_jax.checkpoints import formats
 from vivit_jax.data import build_dataset
+from vivit_jax.harness.ablation import sweeps
 from vivit_jax.models import build_model
 from vivit_jax.train import losses, optimizers, schedules
 from vivit_jax.train.state import init_params

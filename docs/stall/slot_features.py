@@ -19,10 +19,10 @@ import numpy as np
 
 from configs import synthetic
 from vivit_jax import config as config_lib
-from vivit_jax.ablation import sweeps
 from vivit_jax.checkpoints import formats
 from vivit_jax.data import build_dataset
 from vivit_jax.data import synthetic as synthetic_data
+from vivit_jax.harness.ablation import sweeps
 from vivit_jax.models import build_model
 
 MOTIONS = np.array(synthetic_data.ORDER_MOTIONS)

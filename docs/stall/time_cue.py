@@ -22,7 +22,7 @@ import optax
 
 from configs import synthetic
 from vivit_jax import config as config_lib
-from vivit_jax.ablation import sweeps
+from vivit_jax.harness.ablation import sweeps
 from vivit_jax.models import build_model
 
 BRIGHTER = 0.3

@@ -369,9 +369,8 @@ class VideoFilesSource:
   def parse(self, raw: Record) -> Record:
     return raw
 
-  # Clip makers, called by `pipeline` in place of its TFRecord ones.
-
-  def _length(self, record) -> tuple[tf.Tensor, tf.Tensor]:
+  def length(self, record) -> tuple[tf.Tensor, tf.Tensor]:
+    """The record's number of frames at the decoder's fps, and its error ('' if it opened)."""
     length, error = tf.numpy_function(
       self.decoder.length,
       [record['path'], record['start'], record['end']],
@@ -380,7 +379,8 @@ class VideoFilesSource:
     )
     return tf.ensure_shape(length, []), tf.ensure_shape(error, [])
 
-  def _decode(self, record, indices: tf.Tensor, error: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  def decode(self, record, indices: tf.Tensor, error: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Frames u8[*indices.shape, H, W, 3] and the error (no decoding once `error` is set)."""
     frames, error = tf.numpy_function(
       self.decoder.frames,
       [record['path'], record['start'], record['end'], indices, error],
@@ -390,9 +390,11 @@ class VideoFilesSource:
     frames.set_shape(indices.shape.concatenate([None, None, 3]))
     return frames, tf.ensure_shape(error, [])
 
+  # Clip makers, called by `pipeline` in place of its TFRecord ones.
+
   def _checked(self, record, spec: ClipSpec):
     target, error = clips.label_target(record['label_index'], spec)
-    length, decode_error = self._length(record)
+    length, decode_error = self.length(record)
     return target, tf.where(tf.equal(error, ''), decode_error, error), length
 
   def train_clip(self, record, seed: tf.Tensor, spec: ClipSpec):
@@ -400,7 +402,7 @@ class VideoFilesSource:
     target, error, length = self._checked(record, spec)
     seeds = tf.random.experimental.stateless_split(seed, 4)
     indices = sampling.train_indices(length, spec.num_frames, spec.stride, seeds[0])
-    frames, error = self._decode(record, indices, error)
+    frames, error = self.decode(record, indices, error)
     return clips.train_output(
       record,
       target,
@@ -413,7 +415,7 @@ class VideoFilesSource:
     """As `clips.eval_clip`: the centre window."""
     target, error, length = self._checked(record, spec)
     indices = sampling.centre_indices(length, spec.num_frames, spec.stride)
-    frames, error = self._decode(record, indices, error)
+    frames, error = self.decode(record, indices, error)
     shape = [spec.num_frames, spec.crop_size, spec.crop_size, 3]
     clip = clips.if_valid(error, lambda: clips.eval_from_frames(frames, spec), shape)
     return clips.element(record, clip, target, error)
@@ -423,7 +425,7 @@ class VideoFilesSource:
     target, error, length = self._checked(record, spec)
     t, s = spec.num_frames, spec.crop_size
     indices = sampling.multi_view_indices(length, t, spec.stride, spec.num_test_clips)
-    frames, error = self._decode(record, indices, error)
+    frames, error = self.decode(record, indices, error)
     views = clips.if_valid(
       error, lambda: clips.test_from_frames(frames, spec), [spec.num_views, t, s, s, 3]
     )

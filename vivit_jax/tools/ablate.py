@@ -4,7 +4,7 @@
       --workdir=workdirs/ablations --seeds=3 [--config.num_training_steps=512 ...]
 
 Sweeps: variants, variants_pretrained, temporal_layers, tubelet_init,
-regularisers, frames (vivit_jax/ablation/sweeps.py). variants_pretrained starts
+regularisers, frames (vivit_jax/harness/ablation/sweeps.py). variants_pretrained starts
 every row from an average-pool baseline pre-trained per seed on
 --pretrain_config (or given by --checkpoint), its per-tubelet parts frozen:
 
@@ -22,7 +22,7 @@ finished rows and resumes an interrupted one from its checkpoint. Writes
 from absl import app, flags
 from ml_collections import config_flags
 
-from vivit_jax import ablation
+from vivit_jax.harness import ablation
 from vivit_jax.tools import cli
 from vivit_jax.train.checkpointing import quiet_orbax_logging
 
@@ -51,7 +51,7 @@ flags.DEFINE_integer(
   None,
   "tubelet_init, variants_pretrained: steps of the pre-training (default: its config's).",
 )
-flags.DEFINE_bool('costs', True, "Measure each row's train-step time with vivit_jax.perf.")
+flags.DEFINE_bool('costs', True, "Measure each row's train-step time with vivit_jax.harness.perf.")
 flags.DEFINE_bool('report_only', False, 'Write the report from finished seeds; train nothing.')
 flags.DEFINE_string('header', '', 'A line for the top of the report (e.g. how it was shortened).')
 flags.mark_flags_as_required(['config', 'sweep', 'workdir'])

@@ -49,13 +49,14 @@ import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
-from vivit_jax import fileio, perf
+from vivit_jax import fileio
 from vivit_jax.config import load_config_file, resolve
 from vivit_jax.data import synthetic
 from vivit_jax.errors import MissingFileError, UserError
+from vivit_jax.harness import perf
+from vivit_jax.harness.variants import VARIANTS, small_config, variant_config
 from vivit_jax.tools import cli
 from vivit_jax.train.trainer import train_and_evaluate
-from vivit_jax.variants import VARIANTS, small_config, variant_config
 
 
 @dataclasses.dataclass(frozen=True)

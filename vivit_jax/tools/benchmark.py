@@ -27,15 +27,15 @@ from matplotlib.figure import Figure
 
 from vivit_jax import fileio
 from vivit_jax.config import load_config_file, resolve
-from vivit_jax.perf import (
+from vivit_jax.harness.perf import (
   Result,
   embedding_comparison,
   input_pipeline_comparison,
   matmul_peak,
   measure,
 )
+from vivit_jax.harness.variants import VARIANTS, small_config, variant_config
 from vivit_jax.tools import cli
-from vivit_jax.variants import VARIANTS, small_config, variant_config
 
 _CONFIG = flags.DEFINE_string('config', None, 'Config file; default: ViViT-S (see small_config).')
 _VARIANTS = flags.DEFINE_string('variants', 'all', "'all' or a comma list of VARIANTS names.")

@@ -34,7 +34,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from vivit_jax import config as config_lib
-from vivit_jax import fit
+from vivit_jax.harness import fit
 from vivit_jax.tools import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.')

@@ -279,7 +279,7 @@ class _ShardedStep:
   """The jitted step of `Sharded`, made for the shardings of the state it is given.
 
   The state's shardings come from its shapes (`Sharded.spec`), so they are known
-  only once a state is given; `lower` takes abstract shapes (`vivit_jax.fit`).
+  only once a state is given; `lower` takes abstract shapes (`vivit_jax.harness.fit`).
   """
 
   def __init__(self, parallel: Sharded, mapped: Callable):

@@ -1,6 +1,6 @@
 """The training state, and the one place that wires schedule -> optimiser -> state.
 
-The trainer, the benchmarks (`vivit_jax.perf`) and the image pre-training of the
+The trainer, the benchmarks (`vivit_jax.harness.perf`) and the image pre-training of the
 ablations all start from `build_train_state`, so they train the same thing.
 """
 

@@ -99,7 +99,7 @@ def make_update_fn(
       inputs` (with `dataset_configs.augment_on_device`: u8 inputs; resize,
       color, normalisation, erasing); None when the batch's 'inputs' are ready.
     placement: how the step is spread over devices (`parallel.from_config`);
-      default `parallel.Replicated()`, pmap over all devices. `vivit_jax.fit`
+      default `parallel.Replicated()`, pmap over all devices. `vivit_jax.harness.fit`
       passes one over a TPU slice's devices to compile the step for it.
 
   Returns:

@@ -113,7 +113,7 @@ def make_update(
   placement: parallel.Replicated | parallel.Sharded,
 ) -> Callable:
   """The train step `main.py` runs, spread over devices by `placement`; the config stays
-  outside traced code. `vivit_jax.fit` compiles this same step for a TPU slice."""
+  outside traced code. `vivit_jax.harness.fit` compiles this same step for a TPU slice."""
   options = steps.StepOptions.from_config(config)
   return steps.make_update_fn(
     meta.task, options, device_augment=meta.device_augment, placement=placement

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from matplotlib.figure import Figure
 
 from vivit_jax import fileio
-from vivit_jax.ablation.runner import RowResult
-from vivit_jax.ablation.sweeps import Sweep
+from vivit_jax.harness.ablation.runner import RowResult
+from vivit_jax.harness.ablation.sweeps import Sweep
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -55,8 +55,8 @@ def markdown(sweep: Sweep, results: Sequence[RowResult], header: str = '') -> st
     f'Top-1 on the {" / ".join(splits) or "(no finished row)"} split, mean over seeds '
     '(± sample standard deviation when there are several). GFLOPs are multiply-adds of one '
     "clip's forward pass, as the paper counts; the train step is one optimiser step at the "
-    'config batch size on one device (vivit_jax.perf.measure); wall time includes compilation '
-    'and evaluation.',
+    'config batch size on one device (vivit_jax.harness.perf.measure); wall time includes '
+    'compilation and evaluation.',
     '',
   ]
   if sweep.note:

@@ -24,8 +24,8 @@ import numpy as np
 
 from vivit_jax import config as config_lib
 from vivit_jax import fileio
-from vivit_jax.ablation import runner, sweeps
 from vivit_jax.checkpoints.formats import flatten, write_scenic
+from vivit_jax.harness.ablation import runner, sweeps
 from vivit_jax.models import build_module, describe_model
 from vivit_jax.train.checkpointing import Checkpointer
 from vivit_jax.train.state import build_train_state

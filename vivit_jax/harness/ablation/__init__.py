@@ -14,8 +14,8 @@ import ml_collections
 
 from vivit_jax import config as config_lib
 from vivit_jax import errors, fileio
-from vivit_jax.ablation import pretrain, report, runner, sweeps
-from vivit_jax.ablation.sweeps import SWEEPS, Row, Sweep, get_sweep
+from vivit_jax.harness.ablation import pretrain, report, runner, sweeps
+from vivit_jax.harness.ablation.sweeps import SWEEPS, Row, Sweep, get_sweep
 
 
 def build_sweep(
@@ -36,7 +36,7 @@ def build_sweep(
   `values` picks the swept values of `frames` and `temporal_layers`. For
   `tubelet_init`, `checkpoint` is the image model (a ViT .npz or Scenic
   msgpack); without one, a single-frame image model is first pre-trained in
-  `workdir/tubelet_init/image_pretrain` (vivit_jax.ablation.pretrain).
+  `workdir/tubelet_init/image_pretrain` (vivit_jax.harness.ablation.pretrain).
 
   For `variants_pretrained`, `checkpoint` is a directory of `seed_<i>` training
   workdirs of the average-pool baseline (such as the `variants` sweep's

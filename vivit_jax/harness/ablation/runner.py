@@ -22,8 +22,9 @@ import ml_collections
 from absl import logging
 
 from vivit_jax import config as config_lib
-from vivit_jax import fileio, perf
-from vivit_jax.ablation.sweeps import Row, Sweep
+from vivit_jax import fileio
+from vivit_jax.harness import perf
+from vivit_jax.harness.ablation.sweeps import Row, Sweep
 from vivit_jax.train.trainer import train_and_evaluate
 
 RESULTS = 'results.json'

@@ -44,9 +44,10 @@ from vivit_jax.train.state import TrainState
 GIB = 1024**3
 LIBTPU_ENV = 'TPU_LIBRARY_PATH'
 # Where `make libtpu` puts libtpu without making it importable (so JAX in the
-# main environment never probes for a TPU): the repository's .venv/libtpu.
+# main environment never probes for a TPU): the repository's .venv/libtpu (this
+# file is vivit_jax/harness/fit.py).
 _LOCAL_LIBTPU = os.path.join(
-  os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
   '.venv',
   'libtpu',
   'libtpu',
@@ -275,6 +276,41 @@ def _one_line(error: Exception) -> str:
   return next((line for line in text if 'RESOURCE_EXHAUSTED' in line), text[0] if text else '')
 
 
+def lower_step(
+  config: ml_collections.ConfigDict, devices: Sequence[jax.Device], per_chip_batch: int
+) -> tuple[jax.stages.Lowered, dict[str, Any]]:
+  """The trainer's step lowered for `devices` at `per_chip_batch` clips per device.
+
+  Returns:
+    The lowered step (abstract state and batch: nothing allocated) and the
+    figures known before compiling: `StepFit`'s per_chip_batch, state_bytes,
+    batch_bytes, paper_flops and kernel_flops_uncounted.
+  """
+  config = config_lib.resolve(config)
+  description = describe_model(config)
+  module = build_module(description)
+  shape = description.input_shape
+  num_classes = description.head.num_classes
+  task = task_from_config(config.dataset_configs, num_classes)
+  spec = ClipSpec.from_config(config.dataset_configs, num_classes)
+  meta = DatasetMeta(task, shape, 0, 0, 0, 1, None, DeviceAugment.from_spec(spec))
+  state = _abstract_state(config, module, shape)
+  placement = parallel.from_config(config, list(devices))
+  update = trainer.make_update(config, meta, placement)
+  batch = _batch_spec(config, num_classes, per_chip_batch)
+  figures = {
+    'per_chip_batch': per_chip_batch,
+    'state_bytes': placement.state_bytes_per_device(state),
+    'batch_bytes': _bytes(batch),
+    'paper_flops': 3 * 2e9 * _forward_gflops(description) * per_chip_batch,
+    'kernel_flops_uncounted': (
+      config.model.attention_implementation == 'splash' and devices[0].platform == 'tpu'
+    ),
+  }
+  rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(devices), *x.shape), x.dtype), batch)
+  return update.lower(placement.abstract_state(state), rows), figures
+
+
 def compile_step(
   config: ml_collections.ConfigDict, devices: Sequence[jax.Device], per_chip_batch: int
 ) -> StepFit:
@@ -289,31 +325,9 @@ def compile_step(
     The per-chip figures; `error` holds the compiler's out-of-memory line instead
     of raising.
   """
-  config = config_lib.resolve(config)
-  description = describe_model(config)
-  module = build_module(description)
-  shape = description.input_shape
-  num_classes = description.head.num_classes
-  task = task_from_config(config.dataset_configs, num_classes)
-  spec = ClipSpec.from_config(config.dataset_configs, num_classes)
-  meta = DatasetMeta(task, shape, 0, 0, 0, 1, None, DeviceAugment.from_spec(spec))
-  state = _abstract_state(config, module, shape)
-  placement = parallel.from_config(config, list(devices))
-  update = trainer.make_update(config, meta, placement)
-  batch = _batch_spec(config, num_classes, per_chip_batch)
-  paper = 3 * 2e9 * _forward_gflops(description) * per_chip_batch
-  figures = {
-    'per_chip_batch': per_chip_batch,
-    'state_bytes': placement.state_bytes_per_device(state),
-    'batch_bytes': _bytes(batch),
-    'paper_flops': paper,
-    'kernel_flops_uncounted': (
-      config.model.attention_implementation == 'splash' and devices[0].platform == 'tpu'
-    ),
-  }
+  lowered, figures = lower_step(config, devices, per_chip_batch)
   try:
-    rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(devices), *x.shape), x.dtype), batch)
-    compiled = update.lower(placement.abstract_state(state), rows).compile()
+    compiled = lowered.compile()
   except Exception as e:  # XLA's out-of-memory is a finding, not a crash
     if 'RESOURCE_EXHAUSTED' not in str(e):
       raise

@@ -14,8 +14,8 @@ from typing import Any
 
 import ml_collections
 
+from vivit_jax.harness.variants import VARIANTS
 from vivit_jax.models import ModelDescription, describe_model
-from vivit_jax.variants import VARIANTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +230,7 @@ def tubelet_init(config: ml_collections.ConfigDict, checkpoint: str | None = Non
   """Table 1: how the tubelet embedding is initialised from an image model.
 
   Every row but `random` loads `checkpoint` (a ViT .npz or the image model
-  pre-trained by `vivit_jax.ablation.pretrain`; the runner fills it in).
+  pre-trained by `vivit_jax.harness.ablation.pretrain`; the runner fills it in).
   """
   model = describe_model(config)
   num_frames = model.input_shape[0]
