@@ -148,7 +148,10 @@ def convert_to_tfrecords(config, directory: str) -> list[str]:
       progress=False,
     )
     if errors:
-      raise RuntimeError(f'make_tfrecords skipped videos: {errors[:3]}')
+      raise UserError(
+        f'make_tfrecords could not convert {len(errors)} of the videos in {dc.base_dir} '
+        f'(first: {errors[:3]}); time the shards of videos that decode, or fix those files.'
+      )
     records.write_label_map(os.path.join(directory, records.LABEL_MAP_FILENAME), names)
   return files
 
