@@ -79,6 +79,10 @@ def test_looped_videos_and_their_tfrecords_time_alike(tmp_path):
   shards = data_timing.convert_to_tfrecords(config, str(tmp_path / 'tfrecords'))
   assert len(shards) == 4 and all(fileio.exists(s) for s in shards)
   assert data_timing.disk_size(shards) > 0
+  # The shards' label map gives the class count of a config pointed at them.
+  shard_config = _synthetic_config()
+  data_timing.use_shards(shard_config, os.path.join(str(tmp_path / 'tfrecords'), 'train@4'))
+  assert shard_config.dataset_configs.num_classes == 2
 
 
 def test_no_source_videos_is_one_clear_error(tmp_path):

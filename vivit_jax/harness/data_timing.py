@@ -234,9 +234,9 @@ def use_shards(config, data: str) -> None:
   # Single-head labels: a multi-head recipe (EPIC) is timed with one head.
   dc.class_splits = None
   dc.split_names = None
-  label_map = os.path.join(directory, 'label_map.txt')
+  label_map = os.path.join(directory, records.LABEL_MAP_FILENAME)
   if fileio.exists(label_map):
-    dc.num_classes = sum(1 for line in fileio.read_text(label_map).splitlines() if line.strip())
+    dc.num_classes = len(records.read_label_map(label_map))
 
 
 def use_videos(config, directory: str) -> None:
