@@ -46,7 +46,7 @@ $(LIBTPU): constraints-accel.txt | $(STAMP)
 libtpu: $(LIBTPU)
 
 test: $(STAMP) $(LIBTPU)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+from cpu_env import xla_flags
 
 from vivit_jax import fileio
 from vivit_jax.data import records
@@ -110,7 +111,7 @@ def main_env(cache_dir: str, devices: int = 4) -> dict[str, str]:
   """The environment of a main.py subprocess: `devices` fake CPU devices, a compile cache."""
   return dict(
     os.environ,
-    XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+    XLA_FLAGS=xla_flags(devices),
     JAX_COMPILATION_CACHE_DIR=cache_dir,
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',

@@ -75,6 +75,9 @@ print(json.dumps(out))
 def _run(args):
   """Runs python `args`; one of these at a time, as each holds a whole TPU compile in memory.
 
+  XLA's own flags, not the suite's (tests/cpu_env.py): what is compiled here is what the
+  fit check compiles.
+
   (libtpu itself refuses a second process unless ALLOW_MULTIPLE_LIBTPU_LOAD is set, which
   `fit.tpu_devices` does: a fit check running beside the suite does not fail it.)
   """
@@ -162,7 +165,11 @@ def test_tpu_compile_agrees_with_a_local_compile_of_the_same_step():
 
 @needs_libtpu
 def test_the_tool_reports_a_fit_and_an_out_of_memory_as_one_line():
-  base = ['-m', 'vivit_jax.tools.fit', f'--config={CONFIG}', '--nosearch']
+  # A one-layer model of width 16: the tool's output is what is checked here (the compile of
+  # the synthetic config itself is checked above), and each of its 8 compiles is quicker.
+  tiny = ['--config.model.num_layers=1', '--config.model.hidden_size=16']
+  tiny += ['--config.model.num_heads=2', '--config.model.mlp_dim=32']
+  base = ['-m', 'vivit_jax.tools.fit', f'--config={CONFIG}', '--nosearch', *tiny]
   fits = _run([*base, '--topology=v5litepod-4'])
   assert fits.returncode == 0, fits.stderr[-3000:]
   lines = fits.stdout.strip().splitlines()

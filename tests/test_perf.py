@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from cpu_env import xla_flags
 
 from vivit_jax.harness import perf, variants
 from vivit_jax.models import build_model, input_shape, stats
@@ -81,7 +82,7 @@ def test_benchmark_tool_writes_the_report(tmp_path):
     cwd=ROOT,
     check=True,
     capture_output=True,
-    env={**os.environ, 'XLA_FLAGS': ''},
+    env={**os.environ, 'XLA_FLAGS': xla_flags()},
   )
   report = out.read_text()
   assert '| factorized_dot_product_attention |' in report

@@ -115,8 +115,15 @@ def test_two_processes_share_a_bucket_train_like_one_and_write_one_checkpoint(tm
   )
   assert single.returncode == 0, single.stderr[-4000:]
   one = rf.restore_raw(os.path.join(single_dir, 'checkpoints'), STEPS)
-  for x, y in zip(jax.tree_util.tree_leaves(two_hosts), jax.tree_util.tree_leaves(one)):
-    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  leaves = jax.tree_util.tree_leaves_with_path(two_hosts)
+  for (path, x), y in zip(leaves, jax.tree_util.tree_leaves(one), strict=True):
+    if "['key']['bias']" in jax.tree_util.keystr(path):
+      # The attention key bias has no gradient (a softmax ignores a shift shared by one
+      # query's scores): Adam scales what rounding leaves of it into steps of any sign, which
+      # any other order of summation changes. It stays at its zero init, give or take those.
+      assert np.abs(x).max() < 1e-5 and np.abs(y).max() < 1e-5, jax.tree_util.keystr(path)
+    else:
+      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path))
   # Training moved the parameters, so agreeing means something.
   earlier = rf.restore_raw(checkpoints, 2)['params']
   assert any(

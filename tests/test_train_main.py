@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from cpu_env import xla_flags
 from train_fakes import tiny_main_overrides, write_tiny_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -13,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _main(workdir, data_dir, steps, devices=2, **changes):
   cmd = [sys.executable, 'main.py', '--config=configs/synthetic.py', f'--workdir={workdir}']
   cmd += tiny_main_overrides(data_dir, steps, log_eval_steps=2, checkpoint_steps=2, **changes)
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  env = dict(os.environ, XLA_FLAGS=xla_flags(devices))
   return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
