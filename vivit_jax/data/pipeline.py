@@ -20,7 +20,7 @@ from absl import logging
 
 from vivit_jax.data import clips
 from vivit_jax.data.clip_spec import ClipSpec
-from vivit_jax.data.sources import ClipSource, Record, Source
+from vivit_jax.data.sources import ClipSource, Record, Source, traced
 
 ERROR_MARK = 'vivit_jax data error: '
 _ERROR_RE = re.compile(re.escape(ERROR_MARK) + r'(.*?)\]?\s*(\[\[|\Z|\n)', re.S)
@@ -60,7 +60,7 @@ def check_clips(ds: tf.data.Dataset, skip: SkipCounter | None) -> tf.data.Datase
       with tf.control_dependencies([ok]):
         return {k: tf.identity(v) for k, v in clip.items() if k not in ('where', 'error')}
 
-    return ds.map(check)
+    return ds.map(traced(check))
 
   def keep(clip) -> tf.Tensor:
     return tf.cond(
@@ -69,8 +69,8 @@ def check_clips(ds: tf.data.Dataset, skip: SkipCounter | None) -> tf.data.Datase
       lambda: tf.py_function(skip.log, [clip['where'], clip['error']], tf.bool),
     )
 
-  ds = ds.filter(keep)
-  return ds.map(lambda clip: {k: v for k, v in clip.items() if k not in ('where', 'error')})
+  ds = ds.filter(traced(keep))
+  return ds.map(traced(lambda clip: {k: v for k, v in clip.items() if k not in ('where', 'error')}))
 
 
 def data_error_message(error: tf.errors.OpError) -> str | None:
@@ -110,7 +110,7 @@ def train_dataset(
     )
     return source.epoch(epoch_seed).shuffle(shuffle_buffer, seed=buffer_seed)
 
-  ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+  ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(traced(epoch)).skip(offset)
   ds = ds.enumerate(start=start_example)
 
   def process(n: tf.Tensor, raw: Any) -> Record:
@@ -119,7 +119,7 @@ def train_dataset(
       return source.train_clip(source.parse(raw), clip_key, spec)
     return clips.train_clip(source.parse(raw), clip_key, spec, source.jpeg_only)
 
-  ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(traced(process), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = check_clips(ds, skip)
   return ds.batch(host_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
@@ -136,7 +136,7 @@ def eval_dataset(
     return (clips.test_clip if multi_view else clips.eval_clip)(record, spec, source.jpeg_only)
 
   ds = source.ordered().map(
-    make,
+    traced(make),
     num_parallel_calls=tf.data.AUTOTUNE,
     deterministic=True,
   )

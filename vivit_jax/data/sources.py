@@ -46,6 +46,18 @@ _SHARD_SPEC = re.compile(r'^(?P<name>.+)@(?P<num>\d+)$')
 Record = dict[str, tf.Tensor]
 
 
+def traced(fn):
+  """`fn` for tf.data's map, filter, flat_map and interleave, traced as written.
+
+  tf.data hands every such function to AutoGraph, which rewrites its Python source and that
+  of every function it calls before tracing. Ours branch only on Python values (the config),
+  so the rewrite changes nothing in the graph, and it cost 3 of the 4 seconds before the
+  first training batch (a 16x16 TFRecord split on 2 cores; the same batch without it). A
+  branch on a tensor here fails while tracing, naming the line: write `tf.cond`.
+  """
+  return tf.autograph.experimental.do_not_convert(fn)
+
+
 class DataError(UserError, ValueError):
   """Input data is missing, malformed or inconsistent with the config."""
 

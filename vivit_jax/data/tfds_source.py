@@ -20,7 +20,14 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vivit_jax.data.sources import DataError, Record, SplitData, SplitRequest, examples_in_split
+from vivit_jax.data.sources import (
+  DataError,
+  Record,
+  SplitData,
+  SplitRequest,
+  examples_in_split,
+  traced,
+)
 
 LABEL_KEY = 'label'
 # '<dataset>-<split>.<file format>-<shard>-of-<count>', TFDS's file naming.
@@ -79,7 +86,7 @@ class TfdsSource:
     order = tf.random.experimental.stateless_shuffle(tf.range(len(pieces), dtype=tf.int64), seed)
     # One choice per record: file order[0] count times, then order[1], ...
     choices = tf.data.Dataset.from_tensor_slices(order).flat_map(
-      lambda i: tf.data.Dataset.from_tensors(i).repeat(counts[i])
+      traced(lambda i: tf.data.Dataset.from_tensors(i).repeat(counts[i]))
     )
     return tf.data.Dataset.choose_from_datasets(datasets, choices)
 

@@ -51,10 +51,12 @@ class TFRecordSource:
       ds = tf.data.TFRecordDataset(path, buffer_size=1 << 20)
       if self.skip_corrupt:
         ds = ds.ignore_errors(log_warning=True)
-      return ds.enumerate().map(lambda i, r: {'path': path, 'index': i, 'record': r})
+      return ds.enumerate().map(
+        sources.traced(lambda i, r: {'path': path, 'index': i, 'record': r})
+      )
 
     return tf.data.Dataset.from_tensor_slices(files).interleave(
-      per_file,
+      sources.traced(per_file),
       cycle_length=min(len(self.files), self.cycle_length),
       block_length=1,
       num_parallel_calls=tf.data.AUTOTUNE,
