@@ -32,6 +32,7 @@ from vivit_jax.data import (
   video_io,
   video_ops,
 )
+from vivit_jax.data.sources import traced
 from vivit_jax.errors import UserError
 
 
@@ -175,7 +176,8 @@ def decode_only(ds_obj) -> Iterator:
     return tf.shape(frames)
 
   ds = source.epoch(tf.constant([0, 0])).repeat().shuffle(ds_obj.shuffle_buffer, seed=0)
-  ds = ds.enumerate().map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  # Traced as written, as the training pipeline's functions are (`sources.traced`).
+  ds = ds.enumerate().map(traced(decode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = pipeline.with_options(ds.batch(ds_obj.host_batch).prefetch(tf.data.AUTOTUNE))
   return ds.as_numpy_iterator()
 
