@@ -1,8 +1,10 @@
-"""The fit check: slice names, and the trainer's step compiled for a TPU slice without one.
+"""The fit check: slice names, and the trainer's step compiled for a TPU slice (and for
+H100s) without one.
 
 The compile runs in a subprocess: loading libtpu into a test worker would leave
 its TPU plugin beside the CPU backend for every later test there. libtpu comes
-from `make libtpu` (which `make test` runs); without it the compile tests skip.
+from `make libtpu` and JAX's CUDA plugin from `make cuda-plugin` (`make test` runs
+both); without them the compile tests skip.
 """
 
 import fcntl
@@ -22,19 +24,23 @@ needs_libtpu = pytest.mark.skipif(
   fit.libtpu_path() is None, reason='libtpu is not installed (make libtpu)'
 )
 
-# The same step for a v5e slice of 4 chips and for 4 local CPU devices, 8 clips each;
-# and for the slice over a mesh with every array split 4 ways.
+# The same step for a v5e slice of 4 chips, for 4 local CPU devices and (with JAX's CUDA
+# plugin) for 4 H100s, 8 clips each; and for the slice over a mesh with every array split
+# 4 ways.
 COMPARE = """
 import dataclasses, json, sys
 import jax
 from vivit_jax.harness import fit
 from vivit_jax.config import load_config_file
 config = load_config_file(sys.argv[1])
-tpu = fit.compile_step(config, fit.tpu_devices(fit.parse_slice('v5litepod-4')), 8)
+tpu = fit.compile_step(config, fit.slice_devices(fit.parse_slice('v5litepod-4')), 8)
 cpu = fit.compile_step(config, jax.local_devices()[:4], 8)
+results = {'tpu': tpu, 'cpu': cpu}
+if fit.has_cuda_plugin():
+  h100 = fit.parse_slice('4xh100')
+  results['gpu'] = fit.compile_step(config, fit.slice_devices(h100), 8, h100.compiler_options)
 config.parallelism, config.mesh.fsdp, config.mesh.min_sharded_size = 'mesh', 4, 0
-mesh = fit.compile_step(config, fit.tpu_devices(fit.parse_slice('v5litepod-4')), 8)
-results = {'tpu': tpu, 'cpu': cpu, 'mesh': mesh}
+results['mesh'] = fit.compile_step(config, fit.slice_devices(fit.parse_slice('v5litepod-4')), 8)
 print(json.dumps({k: dataclasses.asdict(v) for k, v in results.items()}))
 """
 
@@ -133,12 +139,22 @@ def test_slice_names():
   assert fit.parse_slice('v6e-8').chip.hbm_bytes == 32 * fit.GIB
   with pytest.raises(fit.FitError, match=r'--topology=v4-6: no v4 slice of 6 here; use one of'):
     fit.parse_slice('v4-6')
-  with pytest.raises(fit.FitError, match=r'--topology=tpu7 is no TPU slice name'):
+  with pytest.raises(fit.FitError, match=r'--topology=tpu7 is no slice name this check knows'):
     fit.parse_slice('tpu7')
+  # GPUs: up to 8 on a host, then hosts of 8; the share of memory JAX's allocator takes.
+  h100 = fit.parse_slice('8xH100')
+  assert (h100.chip.platform, h100.num_chips) == ('cuda', 8)
+  assert h100.topology_kwargs['topology'] == '1x1x8'
+  assert fit.parse_slice('16xh100').topology_kwargs['topology'] == '1x2x8'
+  assert h100.compiler_options == {'xla_gpu_enable_triton_gemm': False}
+  assert fit.parse_slice('v4-8').compiler_options == {}
+  assert h100.chip.limit_bytes == 0.75 * h100.chip.hbm_bytes
+  with pytest.raises(fit.FitError, match=r'--topology=3xh100: no such GPU count here'):
+    fit.parse_slice('3xh100')
 
 
 @needs_libtpu
-def test_tpu_compile_agrees_with_a_local_compile_of_the_same_step():
+def test_tpu_and_h100_compiles_agree_with_a_local_compile_of_the_same_step():
   done = _run(['-c', COMPARE, CONFIG])
   assert done.returncode == 0, done.stderr[-3000:]
   result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -161,6 +177,21 @@ def test_tpu_compile_agrees_with_a_local_compile_of_the_same_step():
   assert mesh['error'] is None
   assert tpu['state_bytes'] / 4 <= mesh['state_bytes'] < 0.3 * tpu['state_bytes']
   assert abs(mesh['flops'] / tpu['flops'] - 1) < 0.05
+  # The same step for 4 H100s (`make test` installs the plugin; elsewhere this part is left
+  # out, as the TPU compiles are without libtpu).
+  assert ('gpu' in result) == fit.has_cuda_plugin()
+  if 'gpu' not in result:
+    return
+  gpu = result['gpu']
+  assert gpu['error'] is None
+  assert (gpu['state_bytes'], gpu['batch_bytes']) == (cpu['state_bytes'], cpu['batch_bytes'])
+  # A GPU lays out the inputs as the host does: the arguments are the state and the batch.
+  assert gpu['argument_bytes'] == gpu['state_bytes'] + gpu['batch_bytes']
+  assert gpu['argument_bytes'] + gpu['temp_bytes'] <= gpu['peak_bytes']
+  # The same program's temporaries: XLA's GPU and CPU compilers fuse differently (40 and 45
+  # MB here), not by a factor of 2.
+  assert 0.5 < gpu['temp_bytes'] / cpu['temp_bytes'] < 2
+  assert gpu['flops'] != gpu['flops']  # XLA's GPU compiler counts none: the tool says so
 
 
 @needs_libtpu
@@ -184,6 +215,19 @@ def test_the_tool_reports_a_fit_and_an_out_of_memory_as_one_line():
   assert 'RESOURCE_EXHAUSTED' in lines[1] or 'over the HBM' in lines[1]
   assert any(line.startswith('with bf16 + remat: ') for line in lines)
   assert any(line.startswith('with bf16 + remat + FSDP over all chips: ') for line in lines)
+  if not fit.has_cuda_plugin():
+    return
+  # H100s: memory against JAX's share of it; a bound from the paper's count, said as such.
+  gpus = _run([*base, '--topology=2xh100'])
+  assert gpus.returncode == 0, gpus.stderr[-3000:]
+  lines = gpus.stdout.strip().splitlines()
+  assert lines[0].startswith(
+    "synthetic.py on 2xh100: 2 NVIDIA H100 80GB HBM3 GPUs, 59.32 of each one's 79.10 GiB for JAX"
+  )
+  assert lines[1].startswith('16 clips per chip: fits: peak ') and 'GiB of 59.32' in lines[1]
+  assert lines[1].endswith(
+    "from 3x the paper's forward count (a bound; the compiler counts no FLOPs here)"
+  )
 
 
 @needs_libtpu

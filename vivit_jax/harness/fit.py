@@ -1,4 +1,4 @@
-"""Does a config's train step fit a TPU slice? Compiled for the slice, without one.
+"""Does a config's train step fit a TPU slice (or NVIDIA GPUs)? Compiled for it, without one.
 
 With libtpu installed, JAX describes a TPU slice's devices from its topology
 name alone (`jax.experimental.topologies`), and XLA compiles for them on a
@@ -11,6 +11,10 @@ the state split over `mesh.fsdp` chips) for such devices and reads what it
 needs per chip. Nothing is run, and nothing but abstract shapes is
 allocated. Step times are only bounds: compiled FLOPs over the chip's peak.
 
+JAX's CUDA plugin does the same for H100s (`8xh100`), for memory only: XLA's
+GPU compiler counts no FLOPs, and without a GPU to time them it cannot choose
+among its own matmul kernels (Triton's are left out, cuBLAS's are compiled).
+
 Used by `vivit_jax.tools.fit`.
 """
 
@@ -18,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import os
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +59,12 @@ _LOCAL_LIBTPU = os.path.join(
   'libtpu',
   'libtpu.so',
 )
+# Where `make cuda-plugin` puts JAX's CUDA 12 plugin, for the same reason.
+_LOCAL_CUDA_PLUGIN = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.dirname(_LOCAL_LIBTPU))), 'cuda12'
+)
+# What JAX's allocator takes of a GPU's memory unless XLA_PYTHON_CLIENT_MEM_FRACTION says otherwise.
+GPU_MEMORY_FRACTION = 0.75
 
 
 class FitError(UserError, ValueError):
@@ -61,14 +73,16 @@ class FitError(UserError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Chip:
-  """A TPU generation, from Google's published specifications.
+  """A TPU generation from Google's published specifications, or an NVIDIA GPU from NVIDIA's.
 
   Attributes:
-    name: as in slice names (v4, v5e, v5p, v6e).
+    name: as in slice names (v4, v5e, v5p, v6e, h100).
     hbm_bytes: high-bandwidth memory per chip.
-    peak_flops: bf16 matrix FLOP/s per chip (the bound for step times).
+    peak_flops: bf16 matrix FLOP/s per chip, dense (the bound for step times).
     megacore: two TensorCores act as one device (v4, v5p); slice names count cores.
-    topology_prefix: the generation in libtpu's topology names.
+    topology_prefix: the generation in libtpu's topology names ('' for a GPU).
+    gpu_target: for a GPU, XLA's description of it (a GpuTargetConfigProto in text
+      form): what the compiler would read from the device.
   """
 
   name: str
@@ -76,14 +90,62 @@ class Chip:
   peak_flops: float
   megacore: bool
   topology_prefix: str
+  gpu_target: str | None = dataclasses.field(default=None, repr=False)
 
+  @property
+  def platform(self) -> str:
+    return 'tpu' if self.gpu_target is None else 'cuda'
+
+  @property
+  def limit_bytes(self) -> float:
+    """What one step may use: the HBM on a TPU; on a GPU, the share JAX's allocator takes."""
+    if self.gpu_target is None:
+      return float(self.hbm_bytes)
+    fraction = os.environ.get('XLA_PYTHON_CLIENT_MEM_FRACTION', GPU_MEMORY_FRACTION)
+    return float(fraction) * self.hbm_bytes
+
+
+# An H100 SXM 80GB as XLA's GPU compiler sees one (NVIDIA's figures: 132 SMs of up to
+# 2048 threads and 64K registers, 228 KiB shared memory per SM, 227 KiB of it for one block,
+# 50 MiB L2, 3.35 TB/s HBM3, 1.98 GHz boost clock, compute capability 9.0), with the CUDA and
+# cuDNN versions of the cuda12 extra (constraints-accel.txt). device_memory_size is the total
+# the CUDA driver reports for the 80 GB part.
+_H100_TARGET = """
+platform_name: "CUDA"
+device_description_str: "NVIDIA H100 80GB HBM3"
+runtime_version { major: 12 minor: 9 }
+dnn_version_info { major: 9 minor: 28 }
+gpu_device_info {
+  cuda_compute_capability { major: 9 minor: 0 }
+  core_count: 132
+  fpus_per_core: 128
+  threads_per_warp: 32
+  threads_per_block_limit: 1024
+  threads_per_core_limit: 2048
+  registers_per_core_limit: 65536
+  registers_per_block_limit: 65536
+  shared_memory_per_block: 49152
+  shared_memory_per_block_optin: 232448
+  shared_memory_per_core: 233472
+  block_dim_limit_x: 2147483647
+  block_dim_limit_y: 65535
+  block_dim_limit_z: 65535
+  l2_cache_size: 52428800
+  memory_bandwidth: 3352320000000
+  clock_rate_ghz: 1.98
+  device_memory_size: 84929347584
+}
+"""
 
 CHIPS = {
   'v4': Chip('v4', 32 * GIB, 275e12, True, 'v4'),
   'v5e': Chip('v5e', 16 * GIB, 197e12, False, 'v5e'),
   'v5p': Chip('v5p', 95 * GIB, 459e12, True, 'v5'),
   'v6e': Chip('v6e', 32 * GIB, 918e12, False, 'v6e'),
+  'h100': Chip('h100', 84929347584, 989e12, False, '', _H100_TARGET),
 }
+# GPUs per host in an `NxGPU` name: up to 8 on one host, then hosts of 8.
+_GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 # Chips of a slice -> its torus (2D generations, then 3D ones), as libtpu names them.
 _GRID_2D = {
   1: (1, 1),
@@ -100,15 +162,28 @@ _GRID_3D = {4: (2, 2, 1), 8: (2, 2, 2), 16: (2, 2, 4), 32: (2, 4, 4), 64: (4, 4,
 
 @dataclasses.dataclass(frozen=True)
 class Slice:
-  """A TPU slice by the name users type (`v5litepod-16`, `v4-32`)."""
+  """A TPU slice by the name users type (`v5litepod-16`, `v4-32`), or GPUs (`8xh100`)."""
 
   name: str
   chip: Chip
   num_chips: int
 
   @property
+  def compiler_options(self) -> dict[str, Any]:
+    """XLA options for compiling without the device: a GPU's Triton matmuls need autotuning on
+    one (without it XLA fails to tile them), so its cuBLAS matmuls are compiled instead."""
+    return {'xla_gpu_enable_triton_gemm': False} if self.chip.platform == 'cuda' else {}
+
+  @property
   def topology_kwargs(self) -> dict[str, Any]:
     """The arguments of `jax.experimental.topologies.get_topology_desc` for this slice."""
+    if self.chip.platform == 'cuda':  # slices x hosts x GPUs per host
+      per_host = min(self.num_chips, 8)
+      return {
+        'platform': 'cuda',
+        'topology': f'1x{self.num_chips // per_host}x{per_host}',
+        'target_config': self.chip.gpu_target,
+      }
     if self.chip.megacore:
       grid = _GRID_3D[self.num_chips]
       wrap = (self.num_chips >= 64,) * 3
@@ -130,11 +205,17 @@ class Slice:
 
 
 def parse_slice(name: str) -> Slice:
-  """'v5litepod-16' -> Slice(v5e, 16 chips); 'v4-32' -> Slice(v4, 16 chips: v4 counts cores)."""
-  match = re.fullmatch(r'(v4|v5p|v5e|v5litepod|v6e)-(\d+)', name.strip().lower())
+  """'v5litepod-16' -> Slice(v5e, 16 chips); 'v4-32' -> Slice(v4, 16 chips: v4 counts cores);
+  '8xH100' -> Slice(h100, 8 GPUs)."""
   known = ', '.join(sorted(known_slices()))
+  gpus = re.fullmatch(r'(\d+)x(h100)', name.strip().lower())
+  if gpus:
+    if int(gpus.group(1)) not in _GPU_COUNTS:
+      raise FitError(f'--topology={name}: no such GPU count here; use one of {known}.')
+    return Slice(name, CHIPS[gpus.group(2)], int(gpus.group(1)))
+  match = re.fullmatch(r'(v4|v5p|v5e|v5litepod|v6e)-(\d+)', name.strip().lower())
   if not match:
-    raise FitError(f'--topology={name} is no TPU slice name this check knows: use one of {known}.')
+    raise FitError(f'--topology={name} is no slice name this check knows: use one of {known}.')
   family, count = match.group(1), int(match.group(2))
   chip = CHIPS['v5e' if family == 'v5litepod' else family]
   chips = count // 2 if chip.megacore else count
@@ -149,7 +230,7 @@ def known_slices() -> list[str]:
   for family, chip in (('v4', 'v4'), ('v5litepod', 'v5e'), ('v5p', 'v5p'), ('v6e', 'v6e')):
     grids = _GRID_3D if CHIPS[chip].megacore else _GRID_2D
     names += [f'{family}-{n * 2 if CHIPS[chip].megacore else n}' for n in grids]
-  return names
+  return names + [f'{n}xh100' for n in _GPU_COUNTS]
 
 
 def libtpu_path() -> str | None:
@@ -163,6 +244,49 @@ def libtpu_path() -> str | None:
   except ImportError:
     pass
   return _LOCAL_LIBTPU if os.path.isfile(_LOCAL_LIBTPU) else None
+
+
+def slice_devices(slice_: Slice) -> list[jax.Device]:
+  """One compile-only device per chip of `slice_` (no TPU or GPU needed)."""
+  return gpu_devices(slice_) if slice_.chip.platform == 'cuda' else tpu_devices(slice_)
+
+
+def _describe(slice_: Slice) -> list[jax.Device]:
+  from jax.experimental import topologies  # loads the TPU plugin; only this check needs it
+
+  return list(topologies.get_topology_desc(**slice_.topology_kwargs).devices)
+
+
+def has_cuda_plugin() -> bool:
+  """Whether JAX's CUDA 12 plugin is here: the cuda12 extra's, or `make cuda-plugin`'s."""
+  if os.path.isdir(os.path.join(_LOCAL_CUDA_PLUGIN, 'jax_plugins')):
+    return True
+  try:
+    return importlib.util.find_spec('jax_plugins.xla_cuda12') is not None
+  except ModuleNotFoundError:  # no jax_plugins at all
+    return False
+
+
+@functools.cache
+def gpu_devices(slice_: Slice) -> list[jax.Device]:
+  """The GPUs of `slice_`, described by JAX's CUDA plugin from the chip's target description."""
+  if not has_cuda_plugin():
+    raise FitError(
+      f"Compiling for {slice_.name} needs JAX's CUDA 12 plugin, which is not installed here: "
+      'run `make cuda-plugin` (beside .venv, for compiling only) or install the cuda12 extra '
+      '(make install ACCEL=cuda12).'
+    )
+  if _LOCAL_CUDA_PLUGIN not in sys.path and os.path.isdir(_LOCAL_CUDA_PLUGIN):
+    sys.path.append(_LOCAL_CUDA_PLUGIN)
+  from jax_plugins import xla_cuda12  # optional, as libtpu is
+
+  # Compiling needs none of the CUDA libraries whose versions the plugin checks first.
+  os.environ.setdefault('JAX_SKIP_CUDA_CONSTRAINTS_CHECK', '1')
+  try:
+    return _describe(slice_)
+  except NotImplementedError:  # JAX looked for plugins before this one was on the path
+    xla_cuda12.initialize()
+    return _describe(slice_)
 
 
 @functools.cache
@@ -182,9 +306,7 @@ def tpu_devices(slice_: Slice) -> list[jax.Device]:
   # libtpu takes a machine-wide lock for the chips it drives; here it drives none,
   # so a second check (or the test suite) may compile beside this one.
   os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
-  from jax.experimental import topologies  # loads the TPU plugin; only this check needs it
-
-  return list(topologies.get_topology_desc(**slice_.topology_kwargs).devices)
+  return _describe(slice_)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,14 +434,18 @@ def lower_step(
 
 
 def compile_step(
-  config: ml_collections.ConfigDict, devices: Sequence[jax.Device], per_chip_batch: int
+  config: ml_collections.ConfigDict,
+  devices: Sequence[jax.Device],
+  per_chip_batch: int,
+  compiler_options: dict[str, Any] | None = None,
 ) -> StepFit:
   """Compiles the trainer's step for `devices` at `per_chip_batch` clips per device.
 
   Args:
     config: an experiment config (resolved here).
-    devices: one per chip, e.g. `tpu_devices(parse_slice('v5litepod-16'))`, or local devices.
+    devices: one per chip, e.g. `slice_devices(parse_slice('v5litepod-16'))`, or local devices.
     per_chip_batch: clips per device.
+    compiler_options: XLA options for the compile (`Slice.compiler_options`).
 
   Returns:
     The per-chip figures; `error` holds the compiler's out-of-memory line instead
@@ -327,7 +453,7 @@ def compile_step(
   """
   lowered, figures = lower_step(config, devices, per_chip_batch)
   try:
-    compiled = lowered.compile()
+    compiled = lowered.compile(compiler_options or None)
   except Exception as e:  # XLA's out-of-memory is a finding, not a crash
     if 'RESOURCE_EXHAUSTED' not in str(e):
       raise
@@ -389,6 +515,7 @@ def largest_batch(
   start: int,
   limit: int = 512,
   known: dict[int, StepFit] | None = None,
+  compiler_options: dict[str, Any] | None = None,
 ) -> tuple[int, StepFit | None]:
   """The most clips per chip, up to `limit`, whose step fits in `hbm_bytes`.
 
@@ -404,7 +531,7 @@ def largest_batch(
   def fits(n: int) -> bool:
     if n not in cache:
       logging.info('Compiling the step at %d clips per chip.', n)
-      cache[n] = compile_step(config, devices, n)
+      cache[n] = compile_step(config, devices, n, compiler_options)
     return cache[n].fits and cache[n].peak_bytes <= hbm_bytes
 
   low, high = 0, max(1, min(start, limit))
@@ -419,5 +546,5 @@ def largest_batch(
 
 
 def roofline_seconds(flops: float, chip: Chip) -> float:
-  """A lower bound on the step time: compiled FLOPs at the chip's peak (not a measurement)."""
+  """A lower bound on the step time: FLOPs at the chip's peak (not a measurement)."""
   return flops / chip.peak_flops
