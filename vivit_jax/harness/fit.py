@@ -108,8 +108,8 @@ class Chip:
 # An H100 SXM 80GB as XLA's GPU compiler sees one (NVIDIA's figures: 132 SMs of up to
 # 2048 threads and 64K registers, 228 KiB shared memory per SM, 227 KiB of it for one block,
 # 50 MiB L2, 3.35 TB/s HBM3, 1.98 GHz boost clock, compute capability 9.0), with the CUDA and
-# cuDNN versions of the cuda12 extra (constraints-accel.txt). device_memory_size is the total
-# the CUDA driver reports for the 80 GB part.
+# cuDNN versions of the cuda12 extra (constraints-accel.txt). device_memory_size (79.1 GiB) is
+# what XLA reads from a real one: the 80 GB less what the driver keeps.
 _H100_TARGET = """
 platform_name: "CUDA"
 device_description_str: "NVIDIA H100 80GB HBM3"
@@ -144,7 +144,7 @@ CHIPS = {
   'v6e': Chip('v6e', 32 * GIB, 918e12, False, 'v6e'),
   'h100': Chip('h100', 84929347584, 989e12, False, '', _H100_TARGET),
 }
-# GPUs per host in an `NxGPU` name: up to 8 on one host, then hosts of 8.
+# The GPU counts of an `NxH100` name: up to 8 on one host, then hosts of 8.
 _GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 # Chips of a slice -> its torus (2D generations, then 3D ones), as libtpu names them.
 _GRID_2D = {
