@@ -310,7 +310,9 @@ def _render_gpus(results: dict) -> list[str]:
       found = next(((label, e) for label, e in tried if e['fits']), None)
       if found is None:
         outcomes = '; '.join(f'{label}: peak {_gib(e["peak_bytes"])}' for label, e in tried)
-        lines.append(f'| `{row}` | none fits: {outcomes} | | | | |')
+        untried = [label for label, _ in SETTINGS if label not in dict(tried)]
+        rest = f'; {untried[0]}: not compiled yet' if untried else ''
+        lines.append(f'| `{row}` | none fits: {outcomes}{rest} | | | | |')
         continue
       label, e = found
       bound = e['paper_flops'] / slice_.chip.peak_flops
@@ -412,8 +414,11 @@ def render(results: dict) -> str:
           found = (label, entry)
           break
       largest = cell.get('largest')
+      at_least = '>= ' if largest and largest['per_chip'] == LADDER[-1] else ''
       largest_text = (
-        f'{largest["per_chip"]} ({largest["settings"]})' if largest else 'not searched yet'
+        f'{at_least}{largest["per_chip"]} ({largest["settings"]})'
+        if largest
+        else 'not searched yet'
       )
       if found is None:
         outcomes = []
