@@ -122,7 +122,7 @@ def test_the_splash_kernel_is_suggested_where_it_would_run():
   assert changed.model_dtype_str == 'bfloat16'
 
 
-def test_slice_names():
+def test_slice_names(monkeypatch):
   v5e = fit.parse_slice('v5litepod-16')
   assert (v5e.chip.name, v5e.num_chips) == ('v5e', 16)
   assert v5e.topology_kwargs['topology_name'] == 'v5e:4x4'
@@ -148,7 +148,10 @@ def test_slice_names():
   assert fit.parse_slice('16xh100').topology_kwargs['topology'] == '1x2x8'
   assert h100.compiler_options == {'xla_gpu_enable_triton_gemm': False}
   assert fit.parse_slice('v4-8').compiler_options == {}
+  monkeypatch.delenv('XLA_PYTHON_CLIENT_MEM_FRACTION', raising=False)
   assert h100.chip.limit_bytes == 0.75 * h100.chip.hbm_bytes
+  monkeypatch.setenv('XLA_PYTHON_CLIENT_MEM_FRACTION', '.9')  # as the user's run would use
+  assert h100.chip.limit_bytes == 0.9 * h100.chip.hbm_bytes
   with pytest.raises(fit.FitError, match=r'--topology=3xh100: no such GPU count here'):
     fit.parse_slice('3xh100')
 
