@@ -179,17 +179,31 @@ def _batch64(results, row, slice_name) -> None:
       return
 
 
+def _paper_batch_fit(cell: dict, per_chip: int) -> tuple[str | None, dict | str]:
+  """The first setting (config, then SETTINGS) that fits at the paper's batch: (label, its
+  compile); or (None, what was tried, e.g. 'config: out of memory; remat: not compiled yet')."""
+  outcomes, untried = [], []
+  for label in ('config', *(s[0] for s in SETTINGS)):
+    entry = cell['compiles'].get(f'{label}@{per_chip}')
+    if entry is None:
+      untried.append(label)
+    elif entry['fits']:
+      return label, entry
+    else:
+      over = f'peak {_gib(entry["peak_bytes"])}' if entry['error'] is None else 'out of memory'
+      outcomes.append(f'{label}: {over}')
+  rest = f'; {untried[0]}: not compiled yet' if untried else ''
+  return None, '; '.join(outcomes) + rest
+
+
 def _largest(results, row, slice_name) -> None:
   """The largest ladder size that fits in the config's settings (or the first that fit at 64)."""
   cell = results[row][slice_name]
   if 'largest' in cell:
     return
   per_chip = PAPER_BATCH // fit.parse_slice(slice_name).num_chips
-  label, changes = 'config', {}
-  for name, settings in (('config', {}), *SETTINGS):
-    if cell['compiles'].get(f'{name}@{per_chip}', {}).get('fits'):
-      label, changes = name, settings
-      break
+  label = _paper_batch_fit(cell, per_chip)[0] or 'config'
+  changes = dict(SETTINGS).get(label, {})
 
   def fits(n: int) -> bool:
     return _compile(results, row, slice_name, n, label, changes)['fits']
@@ -305,19 +319,10 @@ def _render_gpus(results: dict) -> list[str]:
       if not cell:
         lines.append(f'| `{row}` | not compiled yet | | | | |')
         continue
-      tried = [
-        (label, cell['compiles'][f'{label}@{per_chip}'])
-        for label in ('config', *(s[0] for s in SETTINGS))
-        if f'{label}@{per_chip}' in cell['compiles']
-      ]
-      found = next(((label, e) for label, e in tried if e['fits']), None)
-      if found is None:
-        outcomes = '; '.join(f'{label}: peak {_gib(e["peak_bytes"])}' for label, e in tried)
-        untried = [label for label, _ in SETTINGS if label not in dict(tried)]
-        rest = f'; {untried[0]}: not compiled yet' if untried else ''
-        lines.append(f'| `{row}` | none fits: {outcomes}{rest} | | | | |')
+      label, e = _paper_batch_fit(cell, per_chip)
+      if label is None:
+        lines.append(f'| `{row}` | none fits: {e} | | | | |')
         continue
-      label, e = found
       bound = e['paper_flops'] / slice_.chip.peak_flops
       lines.append(
         f'| `{row}` | {label} | {_gib(e["peak_bytes"])} | {_gib(e["state_bytes"])} | '
@@ -406,16 +411,7 @@ def render(results: dict) -> str:
         lines.append(head + ' not compiled yet | | | | | | |')
         continue
       per_chip = PAPER_BATCH // slice_.num_chips
-      found = None
-      tried = []
-      for label in ('config', *(s[0] for s in SETTINGS)):
-        entry = cell['compiles'].get(f'{label}@{per_chip}')
-        if entry is None:
-          continue
-        tried.append(label)
-        if entry['fits']:
-          found = (label, entry)
-          break
+      label, e = _paper_batch_fit(cell, per_chip)
       largest = cell.get('largest')
       at_least = '>= ' if largest and largest['per_chip'] == LADDER[-1] else ''
       largest_text = (
@@ -423,19 +419,9 @@ def render(results: dict) -> str:
         if largest
         else 'not searched yet'
       )
-      if found is None:
-        outcomes = []
-        for label in tried:
-          entry = cell['compiles'][f'{label}@{per_chip}']
-          over = f'peak {_gib(entry["peak_bytes"])}' if entry['error'] is None else 'out of memory'
-          outcomes.append(f'{label}: {over}')
-        untried = [label for label, _ in SETTINGS if label not in tried]
-        rest = f'; {untried[0]}: not compiled yet' if untried else ''
-        lines.append(
-          head + f' at {per_chip}/chip {"; ".join(outcomes)}{rest} | | | | | | {largest_text} |'
-        )
+      if label is None:
+        lines.append(head + f' at {per_chip}/chip {e} | | | | | | {largest_text} |')
         continue
-      label, e = found
       bound = e['flops'] / slice_.chip.peak_flops
       lines.append(
         head + f' {label} ({per_chip}/chip) | {_gib(e["peak_bytes"])} | '
