@@ -49,20 +49,14 @@ from vivit_jax.train.state import TrainState
 
 GIB = 1024**3
 LIBTPU_ENV = 'TPU_LIBRARY_PATH'
-# Where `make libtpu` puts libtpu without making it importable (so JAX in the
-# main environment never probes for a TPU): the repository's .venv/libtpu (this
-# file is vivit_jax/harness/fit.py).
-_LOCAL_LIBTPU = os.path.join(
-  os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-  '.venv',
-  'libtpu',
-  'libtpu',
-  'libtpu.so',
+# The repository's .venv (this file is vivit_jax/harness/fit.py), beside which `make libtpu`
+# and `make cuda-plugin` put libtpu and JAX's CUDA 12 plugin without making them importable
+# from it (so JAX in the main environment never probes for a TPU or a GPU).
+_VENV = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), '.venv'
 )
-# Where `make cuda-plugin` puts JAX's CUDA 12 plugin, for the same reason.
-_LOCAL_CUDA_PLUGIN = os.path.join(
-  os.path.dirname(os.path.dirname(os.path.dirname(_LOCAL_LIBTPU))), 'cuda12'
-)
+_LOCAL_LIBTPU = os.path.join(_VENV, 'libtpu', 'libtpu', 'libtpu.so')
+_LOCAL_CUDA_PLUGIN = os.path.join(_VENV, 'cuda12')
 # What JAX's allocator takes of a GPU's memory unless XLA_PYTHON_CLIENT_MEM_FRACTION says otherwise.
 GPU_MEMORY_FRACTION = 0.75
 
