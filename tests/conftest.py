@@ -37,9 +37,9 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 # (`--dist loadfile` would keep each file on one worker but runs the files with the fewest
 # tests last, this suite's longest among them: 711 s against 708 with the plain `load`.)
 SLOW_FIRST = (
-  'test_reliability_preemption.py',  # 145 s: seven main.py runs, three of them killed
-  'test_docs.py',  # 122 s: every documented command
-  'test_fit.py',  # 100 s: TPU compiles, one at a time
+  'test_reliability_preemption.py',  # six main.py runs, two of them killed
+  'test_docs.py',  # every documented command
+  'test_fit.py',  # TPU and GPU compiles, one at a time
   'test_tools_workdir.py',
   'test_models.py',
   'test_ablation_sweep.py',

@@ -36,7 +36,7 @@ TINY_TRAINING = [
 ]
 
 
-def _run(args, timeout=120):
+def _run(args, timeout=300):
   # One CPU device, as on a one-accelerator machine (conftest gives tests eight).
   env = {**os.environ, 'XLA_FLAGS': xla_flags()}
   done = subprocess.run(

@@ -24,57 +24,56 @@ needs_libtpu = pytest.mark.skipif(
   fit.libtpu_path() is None, reason='libtpu is not installed (make libtpu)'
 )
 
-# The same step for a v5e slice of 4 chips, for 4 local CPU devices and (with JAX's CUDA
-# plugin) for 4 H100s, 8 clips each; and for the slice over a mesh with every array split
-# 4 ways.
-COMPARE = """
+# Every compile of the test below, in one subprocess (each start loads libtpu and the
+# project: seconds of CPU). Its last line is {'compare': ..., 'splash': ...}.
+#
+# compare: the same step for a v5e slice of 4 chips, for 4 local CPU devices and (with JAX's
+# CUDA plugin) for 4 H100s, 8 clips each; and for the slice over a mesh with every array
+# split 4 ways.
+#
+# splash: a spacetime model of 257 tokens (3 blocks of 128 for the kernel), its gradient
+# compiled for one v5e chip with each attention implementation (at this size XLA's own
+# attention keeps its scores on chip too; what the kernel saves at ViViT's sizes is in
+# docs/fitting.md), and the trainer's mesh step with the kernel (XLA cannot split it: it must
+# run per device).
+COMPILES = """
 import dataclasses, json, sys
-import jax
-from vivit_jax.harness import fit
-from vivit_jax.config import load_config_file
-config = load_config_file(sys.argv[1])
-tpu = fit.compile_step(config, fit.slice_devices(fit.parse_slice('v5litepod-4')), 8)
-cpu = fit.compile_step(config, jax.local_devices()[:4], 8)
-results = {'tpu': tpu, 'cpu': cpu}
-if fit.has_cuda_plugin():
-  h100 = fit.parse_slice('4xh100')
-  results['gpu'] = fit.compile_step(config, fit.slice_devices(h100), 8, h100.compiler_options)
-config.parallelism, config.mesh.fsdp, config.mesh.min_sharded_size = 'mesh', 4, 0
-results['mesh'] = fit.compile_step(config, fit.slice_devices(fit.parse_slice('v5litepod-4')), 8)
-print(json.dumps({k: dataclasses.asdict(v) for k, v in results.items()}))
-"""
-
-# A spacetime model of 257 tokens (3 blocks of 128 for the kernel), its gradient compiled
-# for one v5e chip with each attention implementation. (At this size XLA's own attention
-# keeps its scores on chip too; what the kernel saves at ViViT's sizes is in docs/fitting.md.)
-SPLASH = """
-import json, sys
 import jax, jax.numpy as jnp
 from vivit_jax.harness import fit
 from vivit_jax.config import load_config_file
 from vivit_jax.models import build_model
-device = fit.tpu_devices(fit.parse_slice('v5litepod-4'))[0]
-one_chip = jax.sharding.SingleDeviceSharding(device)
+v5e = fit.slice_devices(fit.parse_slice('v5litepod-4'))
+
+config = load_config_file(sys.argv[1])
+compare = {'tpu': fit.compile_step(config, v5e, 8)}
+compare['cpu'] = fit.compile_step(config, jax.local_devices()[:4], 8)
+if fit.has_cuda_plugin():
+  h100 = fit.parse_slice('4xh100')
+  compare['gpu'] = fit.compile_step(config, fit.slice_devices(h100), 8, h100.compiler_options)
+config.parallelism, config.mesh.fsdp, config.mesh.min_sharded_size = 'mesh', 4, 0
+compare['mesh'] = fit.compile_step(config, v5e, 8)
+
+one_chip = jax.sharding.SingleDeviceSharding(v5e[0])
 x = jax.ShapeDtypeStruct((2, 8, 32, 32, 3), jnp.float32, sharding=one_chip)
-out = {}
+splash = {}
 for implementation in ('xla', 'splash'):
-  config = {'model': {'hidden_size': 64, 'num_heads': 2, 'mlp_dim': 64, 'num_layers': 1,
-                      'patches': {'size': (4, 4, 2)}, 'attention_config': {'type': 'spacetime'},
-                      'classifier': 'token', 'attention_implementation': implementation},
-            'dataset_configs': {'num_classes': 5, 'num_frames': 8, 'crop_size': 32}}
-  module = build_model(config)
+  tiny = {'model': {'hidden_size': 64, 'num_heads': 2, 'mlp_dim': 64, 'num_layers': 1,
+                    'patches': {'size': (4, 4, 2)}, 'attention_config': {'type': 'spacetime'},
+                    'classifier': 'token', 'attention_implementation': implementation},
+          'dataset_configs': {'num_classes': 5, 'num_frames': 8, 'crop_size': 32}}
+  module = build_model(tiny)
   params = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros(x.shape), train=False))
   loss = lambda p, v: module.apply(p, v, train=False).sum()
   compiled = jax.jit(jax.grad(loss)).lower(params, x).compile()
-  out[implementation] = 'tpu_custom_call' in compiled.as_text()
-# The trainer's mesh step with the kernel (XLA cannot split it: it must run per device).
+  splash[implementation] = 'tpu_custom_call' in compiled.as_text()
 config = load_config_file(sys.argv[1])
 config.dataset_configs.update(crop_size=48, min_resize=48)  # 217 tokens
 config.model.attention_implementation = 'splash'
 config.parallelism, config.mesh.fsdp, config.mesh.min_sharded_size = 'mesh', 4, 0
-mesh = fit.compile_step(config, fit.tpu_devices(fit.parse_slice('v5litepod-4')), 2)
-out['mesh'] = [mesh.error, mesh.kernel_flops_uncounted]
-print(json.dumps(out))
+mesh = fit.compile_step(config, v5e, 2)
+splash['mesh'] = [mesh.error, mesh.kernel_flops_uncounted]
+compare = {k: dataclasses.asdict(v) for k, v in compare.items()}
+print(json.dumps({'compare': compare, 'splash': splash}))
 """
 
 
@@ -157,10 +156,14 @@ def test_slice_names(monkeypatch):
 
 
 @needs_libtpu
-def test_tpu_and_h100_compiles_agree_with_a_local_compile_of_the_same_step():
-  done = _run(['-c', COMPARE, CONFIG])
+def test_tpu_and_h100_compiles_agree_with_a_local_compile_and_splash_is_the_tpu_kernel():
+  # One test, so that the one subprocess runs once (the suite's workers split a module).
+  done = _run(['-c', COMPILES, CONFIG])
   assert done.returncode == 0, done.stderr[-3000:]
-  result = json.loads(done.stdout.strip().splitlines()[-1])
+  compiled = json.loads(done.stdout.strip().splitlines()[-1])
+  # The fused TPU attention kernel is what a TPU compile runs, also in the mesh step.
+  assert compiled['splash'] == {'xla': False, 'splash': True, 'mesh': [None, True]}
+  result = compiled['compare']
   tpu, cpu = result['tpu'], result['cpu']
   assert tpu['error'] is None and cpu['error'] is None
   # What the step holds is the model's, whatever compiles it.
@@ -231,11 +234,3 @@ def test_the_tool_reports_a_fit_and_an_out_of_memory_as_one_line():
   assert lines[1].endswith(
     "from 3x the paper's forward count (a bound; the compiler counts no FLOPs here)"
   )
-
-
-@needs_libtpu
-def test_splash_attention_is_the_tpu_kernel_when_compiled_for_a_tpu():
-  done = _run(['-c', SPLASH, CONFIG])
-  assert done.returncode == 0, done.stderr[-3000:]
-  result = json.loads(done.stdout.strip().splitlines()[-1])
-  assert result == {'xla': False, 'splash': True, 'mesh': [None, True]}

@@ -70,18 +70,18 @@ class Size:
   crop_size: int
   batch_size: int  # Per device: ViViT-B's joint space-time attention needs ~50 GB at 4 in f32.
   steps: int
+  training_clips: int = 128  # Per split of the end-to-end run's synthetic data.
 
 
 SIZES = {
   'base': Size('ViViT-B/16x2', (768, 12, 3072, 12), (16, 16, 2), 32, 224, 4, 10),
   'small': Size('ViViT-S/16x2', (384, 6, 1536, 12), (16, 16, 2), 8, 112, 2, 3),
   'tiny': Size('tiny (a smoke test of the tool; its numbers mean nothing)',
-               (16, 2, 32, 1), (8, 8, 2), 4, 16, 2, 1),
+               (16, 2, 32, 1), (8, 8, 2), 4, 16, 2, 1, training_clips=16),
 }  # fmt: skip
 _DTYPES = ('float32', 'bfloat16')
-# Clips per split of the synthetic data the pipeline and the training run read.
+# Clips per split of the synthetic data the pipeline reads.
 _PIPELINE_CLIPS = 32
-_TRAINING_CLIPS = 128
 # Frames of the pipeline's synthetic videos at most; longer clips' indices wrap.
 _MAX_VIDEO_FRAMES = 32
 
@@ -358,11 +358,13 @@ def _default_config() -> ml_collections.ConfigDict:
   return load_config_file(path)
 
 
-def training_config(config, data_dir: str, steps: int) -> ml_collections.ConfigDict:
+def training_config(
+  config, data_dir: str, steps: int, clips: int = 128
+) -> ml_collections.ConfigDict:
   """`config` cut to `steps` steps, evaluated and checkpointed at the end.
 
   A config that reads the synthetic dataset (configs/synthetic.py) gets its
-  first `_TRAINING_CLIPS` clips of each split, written into `data_dir`.
+  first `clips` clips of each split, written into `data_dir`.
   """
   config = resolve(config.to_dict())
   config.num_training_steps = steps
@@ -375,10 +377,10 @@ def training_config(config, data_dir: str, steps: int) -> ml_collections.ConfigD
   d = config.dataset_configs
   if d.generate_synthetic_if_missing and str(d.tables.train).startswith(synthetic.PREFIX):
     if not os.path.exists(os.path.join(data_dir, synthetic.INFO_FILENAME)):
-      synthetic.generate(data_dir, variant=d.synthetic_variant, limit=_TRAINING_CLIPS)
+      synthetic.generate(data_dir, variant=d.synthetic_variant, limit=clips)
     d.base_dir = data_dir
     d.generate_synthetic_if_missing = False
-    d.examples_per_subset = {split: _TRAINING_CLIPS for split in d.tables}
+    d.examples_per_subset = {split: clips for split in d.tables}
   return config
 
 
@@ -392,9 +394,10 @@ def _flatten(results: dict, prefix: str = '') -> list[tuple[str, object]]:
   return items
 
 
-def training_section(config, workdir: str, steps: int) -> list[str]:
+def training_section(config, workdir: str, steps: int, clips: int = 128) -> list[str]:
   """A short `train_and_evaluate` run in a new folder of `workdir`: wall time and results."""
-  config = training_config(config, os.path.join(workdir, 'training_data'), steps)
+  # The clip count names the folder: a workdir reused with another --size writes its own.
+  config = training_config(config, os.path.join(workdir, f'training_data_{clips}'), steps, clips)
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d-%H%M%S')
   run_dir = os.path.join(workdir, f'train-{stamp}')
   start = time.perf_counter()
@@ -474,7 +477,10 @@ def main(argv):
       budget = 120.0 if backend == 'cpu' else 300.0
     add('Train step', lambda: step_section(base, rows, batch, steps, peaks, budget))
     add('Input pipeline', lambda: pipeline_section(base, size, workdir, batch, steps))
-    add('End-to-end training', lambda: training_section(train_config, workdir, _TRAIN_STEPS.value))
+    add(
+      'End-to-end training',
+      lambda: training_section(train_config, workdir, _TRAIN_STEPS.value, size.training_clips),
+    )
     sections.append(
       f'Whole check: {time.perf_counter() - started:.1f} s; load average at the end {_load()}.'
     )
