@@ -358,9 +358,7 @@ def _default_config() -> ml_collections.ConfigDict:
   return load_config_file(path)
 
 
-def training_config(
-  config, data_dir: str, steps: int, clips: int = 128
-) -> ml_collections.ConfigDict:
+def training_config(config, data_dir: str, steps: int, clips: int) -> ml_collections.ConfigDict:
   """`config` cut to `steps` steps, evaluated and checkpointed at the end.
 
   A config that reads the synthetic dataset (configs/synthetic.py) gets its
@@ -394,7 +392,7 @@ def _flatten(results: dict, prefix: str = '') -> list[tuple[str, object]]:
   return items
 
 
-def training_section(config, workdir: str, steps: int, clips: int = 128) -> list[str]:
+def training_section(config, workdir: str, steps: int, clips: int) -> list[str]:
   """A short `train_and_evaluate` run in a new folder of `workdir`: wall time and results."""
   # The clip count names the folder: a workdir reused with another --size writes its own.
   config = training_config(config, os.path.join(workdir, f'training_data_{clips}'), steps, clips)
