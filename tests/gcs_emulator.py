@@ -123,7 +123,14 @@ class _GoogleAPIHandler(http.server.BaseHTTPRequestHandler):
 
 
 class _ProxyHandler(socketserver.StreamRequestHandler):
-  """HTTP CONNECT to one of GOOGLE_HOSTS:443: TLS with the emulator's certificate."""
+  """HTTP CONNECT to one of GOOGLE_HOSTS:443: TLS with the emulator's certificate.
+
+  TCP_NODELAY: a response goes out as two writes (headers, then body). With Nagle's
+  algorithm the second waits for the client's ACK of the first, which the client
+  delays by 40 ms: every request TensorFlow made took 44 ms instead of 2-4.
+  """
+
+  disable_nagle_algorithm = True
 
   def handle(self) -> None:
     line = self.rfile.readline().split()
