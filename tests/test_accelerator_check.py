@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 from cpu_env import xla_flags
@@ -181,3 +182,21 @@ def test_each_accelerator_adds_its_fused_attention_rows():
   assert fused('cpu') == ['default'] * 5
   assert fused('gpu')[3:5] == ['xla', 'cudnn']
   assert fused('tpu')[3:5] == ['xla', 'splash']
+
+
+def test_a_bucket_workdir_keeps_its_synthetic_data_for_the_next_run(gcs, monkeypatch):
+  from vivit_jax import fileio
+  from vivit_jax.data import synthetic
+  from vivit_jax.tools import accelerator_check as ac
+
+  data_dir = f'gs://vivit-test/accelerator-check-{uuid.uuid4().hex[:8]}/training_data_4'
+  first = ac.training_config(ac._default_config(), data_dir, steps=2, clips=4)
+  assert fileio.exists(f'{data_dir}/{synthetic.INFO_FILENAME}')
+  assert first.dataset_configs.base_dir == data_dir
+  # The next check on the same --workdir reads what the first wrote; it writes nothing.
+  written = []
+  monkeypatch.setattr(synthetic, 'generate', lambda *args, **kwargs: written.append(args))
+  again = ac.training_config(ac._default_config(), data_dir, steps=2, clips=4)
+  assert written == []
+  assert again.dataset_configs.base_dir == data_dir
+  assert again.dataset_configs.examples_per_subset.train == 4
