@@ -56,6 +56,7 @@ from vivit_jax.errors import MissingFileError, UserError
 from vivit_jax.harness import perf
 from vivit_jax.harness.variants import VARIANTS, small_config, variant_config
 from vivit_jax.tools import cli
+from vivit_jax.train.checkpointing import quiet_orbax_logging
 from vivit_jax.train.trainer import train_and_evaluate
 
 
@@ -437,6 +438,7 @@ def _command() -> str:
 
 def main(argv):
   del argv
+  quiet_orbax_logging()  # The training run's log reads as main.py's does.
   started = time.perf_counter()
   backend = jax.default_backend()
   size_name = _SIZE.value or ('small' if backend == 'cpu' else 'base')
