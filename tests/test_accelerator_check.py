@@ -200,3 +200,8 @@ def test_a_bucket_workdir_keeps_its_synthetic_data_for_the_next_run(gcs, monkeyp
   assert written == []
   assert again.dataset_configs.base_dir == data_dir
   assert again.dataset_configs.examples_per_subset.train == 4
+  # Another variant's data in that folder is not taken for it.
+  other = ac._default_config()
+  other.dataset_configs.synthetic_variant = 'temporal_order'
+  ac.training_config(other, data_dir, steps=2, clips=4)
+  assert written == [(data_dir,)]

@@ -308,13 +308,19 @@ def _info(
 
 
 def is_complete(
-  output_dir: str, *, seed: int = 0, num_frames: int = 24, size: int = 32, variant: str = 'motion'
+  output_dir: str,
+  *,
+  seed: int = 0,
+  num_frames: int = 24,
+  size: int = 32,
+  limit: int | None = None,
+  variant: str = 'motion',
 ) -> bool:
-  """Whether `output_dir` holds the finished dataset with these settings."""
+  """Whether `output_dir` holds the finished dataset (or `limit` sample) with these settings."""
   path = os.path.join(output_dir, INFO_FILENAME)
   if not fileio.exists(path):
     return False
-  return fileio.read_json(path) == _info(seed, num_frames, size, variant=variant)
+  return fileio.read_json(path) == _info(seed, num_frames, size, limit, variant)
 
 
 def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:
