@@ -20,13 +20,16 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 # The suite compiles the same tiny programs many times, in this process and in
 # the main.py and tool subprocesses it starts (which inherit the environment):
-# one persistent JAX compilation cache per test worker compiles each once. Per
-# worker, so that no two processes write one entry at once; new each run, so
-# that a run's time never depends on an earlier one.
-_WORKER = os.environ.get('PYTEST_XDIST_WORKER', 'main')
-_CACHE = tempfile.mkdtemp(prefix=f'vivit_jax_tests_{_WORKER}_')
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _CACHE)
+# one persistent JAX compilation cache compiles each once. pytest-xdist's
+# controller loads this file first and its workers inherit its environment, so
+# the workers and their subprocesses share the controller's cache (2119 entries,
+# 31 MB in one run). Two processes may write one entry at once; a torn read is
+# an error JAX catches, warns of and compiles through. New each run, so that a
+# run's time never depends on an earlier one.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _CACHE = tempfile.mkdtemp(prefix='vivit_jax_tests_')
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 

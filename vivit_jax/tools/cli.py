@@ -10,6 +10,8 @@ long chained traceback ending in an escaped message.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -100,7 +102,16 @@ def _parse(argv: list[str]) -> list[str]:
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """Runs `main` as absl's app.run does, reporting UserErrors in one line (see the module)."""
+  """Runs `main` as absl's app.run does, reporting UserErrors in one line (see the module).
+
+  The process exits a second sooner than it would: Python's last garbage collection at exit
+  walks every object TensorFlow's import made (1.2 s of a 4.3 s `python -c 'import tensorflow'`
+  on a 2-core machine). Registered first, `gc.freeze` runs after every other exit handler
+  (JAX's, Orbax's, absl's), and the collection then skips what is frozen; the memory goes back
+  with the process. Files are closed where they are written, so no data waits on that
+  collection.
+  """
+  atexit.register(gc.freeze)
 
   def guarded(argv: list[str]) -> None:
     try:
