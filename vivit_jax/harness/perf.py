@@ -11,8 +11,6 @@ import statistics
 import time
 from collections.abc import Callable
 
-import flax
-import flax.jax_utils
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -24,8 +22,8 @@ from vivit_jax.models import build_model, build_module, describe_model
 from vivit_jax.models import stats as stats_lib
 from vivit_jax.models.embedding import PatchEmbedding
 from vivit_jax.task import Task
+from vivit_jax.train import parallel, steps
 from vivit_jax.train import state as state_lib
-from vivit_jax.train import steps
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -111,8 +109,8 @@ def measure(
   devices = jax.local_devices()[:1]
 
   params = host_state.params
-  # Placed as pmap places its outputs, so no call after the first recompiles.
-  state = flax.jax_utils.replicate(host_state, devices)
+  # Placed as the trainer places it: as the step returns it, so no call recompiles.
+  state = parallel.Replicated(devices).place_state(host_state)
   batch = next(prefetch_to_device(iter([batch]), 1, devices))
   train_compiled = update.lower(state, batch).compile()
   train_flops, train_bytes = _flops_and_bytes(train_compiled)
@@ -125,8 +123,8 @@ def measure(
     holder = {'state': state}
 
     def train_step():
-      # The executables compiled above: calling `update` or `infer` would compile
-      # each again, the step once per placement of its state (twice).
+      # The executables compiled above (for their cost analysis): calling `update` or
+      # `infer` would compile each again.
       holder['state'], metrics = train_compiled(holder['state'], batch)
       return metrics
 
@@ -185,11 +183,10 @@ def input_pipeline_comparison(config, num_steps: int = 20) -> dict[str, float]:
     config, module, meta.input_shape, 1000, jax.random.key(0)
   )
   update = steps.make_update_fn(meta.task, steps.StepOptions(), device_augment=meta.device_augment)
-  state = flax.jax_utils.replicate(host_state, device)
+  state = parallel.Replicated(device).place_state(host_state)
   batches = prefetch_to_device(dataset.train_iter(), 2, device)
   fixed = next(batches)
-  # Called compiled, as in `measure`: `update` would compile the step twice, once
-  # per placement of its state, the second time inside the first timing.
+  # Called compiled, as in `measure`: `update` would compile the step again.
   step = update.lower(state, fixed).compile()
   state, _ = step(state, fixed)
 

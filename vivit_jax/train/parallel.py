@@ -72,8 +72,9 @@ class Replicated:
     self.devices = list(devices) if devices is not None else None
     local = [d for d in self.devices if d.process_index == jax.process_index()] if devices else None
     self._local = local or jax.local_devices()
-    # Axis 0 split over the local devices: the placement pmap gives its own inputs.
-    self._rows = NamedSharding(Mesh(np.array(self._local), ('devices',)), P('devices'))
+    # Axis 0 split over the local devices, on a mesh named as pmap names its own: the
+    # placement and the sharding pmap gives its inputs and outputs (see `place_state`).
+    self._rows = NamedSharding(Mesh(np.array(self._local), (AXIS,)), P(AXIS))
 
   def describe(self, state: Any) -> str:
     """One line for the log: the mode and what one device holds of `state`."""
@@ -98,8 +99,14 @@ class Replicated:
     return jax.pmap(predict, axis_name=AXIS, devices=self.devices)
 
   def place_state(self, state: Any) -> Any:
-    """A host state, copied whole onto each local device."""
-    return flax.jax_utils.replicate(state, self._local)
+    """A host state, copied whole onto each local device.
+
+    With the sharding of the step's own output (a mesh axis named as the pmap's): the
+    first step takes the same input shardings as every later one. flax's default axis
+    name gave a sharding that differs from it by that name only, and the step was
+    traced and compiled twice, for step 1 and again for step 2.
+    """
+    return flax.jax_utils.replicate(state, self._local, axis_name=AXIS)
 
   def to_host(self, tree: Any) -> Any:
     """One device's copy of a state or the step's metrics, as numpy."""
