@@ -33,6 +33,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import av
 import ml_collections
@@ -321,6 +322,20 @@ def is_complete(
   if not fileio.exists(path):
     return False
   return fileio.read_json(path) == _info(seed, num_frames, size, limit, variant)
+
+
+def generate_unless_complete(output_dir: str, **settings: Any) -> bool:
+  """`generate(output_dir, **settings)` unless `is_complete` says the folder holds that data.
+
+  The settings are given once, so the check and the write cannot disagree on them.
+
+  Returns:
+    True when the dataset was written now.
+  """
+  if is_complete(output_dir, **settings):
+    return False
+  generate(output_dir, **settings)
+  return True
 
 
 def ensure_synthetic(config: ml_collections.ConfigDict) -> bool:

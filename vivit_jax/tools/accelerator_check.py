@@ -286,8 +286,7 @@ def write_pipeline_data(directory: str, size: Size, stride: int) -> tuple[str, i
   side = round(size.crop_size * 8 / 7)  # 256 for a 224 crop, as Kinetics is resized.
   frames = min(size.num_frames * stride, _MAX_VIDEO_FRAMES)
   path = os.path.join(directory, f'pipeline_{side}px_{frames}f_{_PIPELINE_CLIPS}')
-  if not synthetic.is_complete(path, num_frames=frames, size=side, limit=_PIPELINE_CLIPS):
-    synthetic.generate(path, num_frames=frames, size=side, limit=_PIPELINE_CLIPS)
+  synthetic.generate_unless_complete(path, num_frames=frames, size=side, limit=_PIPELINE_CLIPS)
   return path, side
 
 
@@ -375,8 +374,7 @@ def training_config(config, data_dir: str, steps: int, clips: int) -> ml_collect
   config.log_summary_steps = min(config.log_summary_steps or steps, steps)
   d = config.dataset_configs
   if d.generate_synthetic_if_missing and str(d.tables.train).startswith(synthetic.PREFIX):
-    if not synthetic.is_complete(data_dir, limit=clips, variant=d.synthetic_variant):
-      synthetic.generate(data_dir, variant=d.synthetic_variant, limit=clips)
+    synthetic.generate_unless_complete(data_dir, limit=clips, variant=d.synthetic_variant)
     d.base_dir = data_dir
     d.generate_synthetic_if_missing = False
     d.examples_per_subset = {split: clips for split in d.tables}
