@@ -11,7 +11,6 @@ import os
 
 import jax
 from absl import app, flags, logging
-from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
 from vivit_jax.harness import next_steps
@@ -63,12 +62,6 @@ def main(argv):
   logging.info(
     'JAX process %d of %d, devices: %s', jax.process_index(), jax.process_count(), jax.devices()
   )
-  if jax.process_count() > 1:
-    # The first collective also sets up the processes' connections (gloo's on CPU clusters),
-    # and that setup gives up when one process is 30 s behind another. Here, just after
-    # jax.devices() waited for every process, none is behind; later collectives (the first
-    # checkpoint's, the first step's) then wait for a slow process instead of failing.
-    multihost_utils.sync_global_devices('vivit_jax main: all processes started')
   results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   if jax.process_index() == 0:
     for split in ('validation', 'test'):

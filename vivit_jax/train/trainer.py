@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import parameter_overview, periodic_actions
+from jax.experimental import multihost_utils
 
 from vivit_jax import config as config_lib
 from vivit_jax import fileio
@@ -263,6 +264,12 @@ def train_and_evaluate(
     NonFiniteLossError: the loss became NaN or infinite (no checkpoint is
       written for that or any later step).
   """
+  if jax.process_count() > 1:
+    # The first collective also sets up the processes' connections (gloo's on CPU clusters),
+    # and that setup gives up when one process is 30 s behind another. Here, just after
+    # JAX's start waited for every process, none is behind; later collectives (the
+    # checkpoint manager's, the first step's) then wait for a slow process instead of failing.
+    multihost_utils.sync_global_devices('vivit_jax train_and_evaluate: all processes started')
   workdir = fileio.absolute(workdir)
   with resume.undone_unless_stepped(workdir) as progress, workdir_lock.held(workdir) as lock:
     # Setup. Resolving first makes a typo in any key fail before work starts.
